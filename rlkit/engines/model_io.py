@@ -1,0 +1,78 @@
+"""Loading policies for training and exporting their weights for rollout engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """Fail early, naming the path, when a model folder is missing or incomplete."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"model path not found: {p}")
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"model path {p} has no config.json (not an HF model folder)")
+    return p
+
+
+def apply_lora(model, lora_cfg: dict):
+    """Wrap `model` with peft LoRA adapters (only the adapters train)."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(
+        r=lora_cfg["r"],
+        lora_alpha=lora_cfg["alpha"],
+        lora_dropout=lora_cfg["dropout"],
+        target_modules=list(lora_cfg["target_modules"]),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, cfg)
+
+
+def merged_state_dict(model) -> dict:
+    """The full (LoRA-merged) state dict with the base model's parameter names, on CPU.
+
+    Tied weights are cloned: safetensors refuses shared storage, and vLLM wants `lm_head.weight`
+    even when it is tied to the embeddings."""
+    import torch
+
+    if hasattr(model, "merge_adapter"):  # peft: merge, read, unmerge
+        model.merge_adapter()
+        raw = model.get_base_model().state_dict()
+        state = {
+            k.replace(".base_layer", ""): v.detach().to("cpu", copy=True)
+            for k, v in raw.items()
+            if "lora_" not in k
+        }
+        model.unmerge_adapter()
+    else:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if "lm_head.weight" not in state and "model.embed_tokens.weight" in state:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def state_dict_to_bytes(state: dict) -> bytes:
+    from safetensors.torch import save
+
+    return save(state)
+
+
+def save_hf_folder(state: dict, model_dir_src: str | Path, out_dir: str | Path) -> Path:
+    """Write an HF folder (config + tokenizer from the source folder, weights from `state`)
+    atomically: into a temporary sibling, renamed when complete."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    src, out = Path(model_dir_src), Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and not f.name.endswith((".safetensors", ".bin")) and f.name != "model.safetensors.index.json":
+            shutil.copy2(f, tmp / f.name)
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

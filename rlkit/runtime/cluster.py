@@ -1,0 +1,50 @@
+"""Ray set-up: an embedded local cluster on loopback (tests, laptops) or an existing one."""
+
+from __future__ import annotations
+
+import os
+
+LOOPBACK_ENV = {
+    # Every Ray socket binds 127.0.0.1 with this set (environment.md); nothing leaves the host.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def actor_env() -> dict[str, str]:
+    """Environment of every actor: one thread per rank, shared torch-extension cache."""
+    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for key in ("TORCH_EXTENSIONS_DIR", "VLLM_CPU_KVCACHE_SPACE", "HF_HUB_OFFLINE",
+                "PYTHONPATH"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def init_ray(address: str | None, num_cpus: float, object_store_mb: int) -> None:
+    """Connect to `address`, or start an embedded cluster bound to loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    os.environ.update(LOOPBACK_ENV)
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        object_store_memory=object_store_mb * 1024 * 1024,
+        _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": actor_env()},
+    )
+
+
+def start_rollout_workers(kind: str, model_path: str, n: int, cpus: float, engine_kw: dict):
+    """`n` rollout worker actors, each holding one engine."""
+    import ray
+
+    from rlkit.runtime.rollout_worker import RolloutWorker
+
+    actor = ray.remote(num_cpus=cpus, runtime_env={"env_vars": actor_env()})(RolloutWorker)
+    return [actor.remote(kind, model_path, engine_kw, max(1, int(cpus))) for _ in range(n)]

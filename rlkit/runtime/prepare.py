@@ -1,0 +1,104 @@
+"""Everything a run needs before the cluster starts: run dir, model folder, prompt stream."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from rlkit.config import RecipeConfig, to_dict
+from rlkit.runtime.groups import Prompt
+
+
+def make_run_dir(cfg: RecipeConfig) -> Path:
+    """`runs/<name>/` with the resolved config; metrics of an earlier run of that name go."""
+    run_dir = Path(cfg.logging.runs_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.jsonl",):
+        (run_dir / stale).unlink(missing_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return run_dir
+
+
+def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
+    """The HF folder the run starts from: given, built tiny (+SFT), or SmolLM2 from its wheel."""
+    from rlkit.engines.model_io import check_model_dir
+
+    m = cfg.model
+    if m.kind == "path":
+        base = check_model_dir(m.path)
+    elif m.kind == "smollm2":
+        from rlkit.data.smollm2 import smollm2_folder
+
+        base = smollm2_folder(m.path)
+    else:
+        from rlkit.data.tiny_model import build_tiny_model
+
+        base = run_dir / "base_model"
+        if not (base / "config.json").is_file():
+            t = m.tiny
+            build_tiny_model(base, hidden_size=t.hidden_size, num_layers=t.num_layers,
+                             num_heads=t.num_heads, intermediate_size=t.intermediate_size,
+                             seed=t.seed)
+    if cfg.sft.steps <= 0:
+        return str(base)
+    out = run_dir / "sft_model"
+    if (out / "config.json").is_file():
+        log(f"[rlkit] reusing SFT warm-start {out}")
+        return str(out)
+    from rlkit.data.arithmetic import make_arithmetic_dataset
+    from rlkit.data.sft import sft_warm_start
+
+    rows = load_rows(cfg) if cfg.data.kind == "file" else make_arithmetic_dataset(
+        4000, seed=cfg.data.seed + 1, max_operand=cfg.data.max_operand, ops=cfg.data.ops)
+    log(f"[rlkit] SFT warm-start: {cfg.sft.steps} steps")
+    sft_warm_start(base, rows, steps=cfg.sft.steps, lr=cfg.sft.lr, batch_size=cfg.sft.batch_size,
+                   seed=cfg.seed, out_dir=out, log=log)
+    return str(out)
+
+
+def load_rows(cfg: RecipeConfig) -> list[dict]:
+    """The prompt rows (list of dicts) of the recipe's dataset."""
+    d = cfg.data
+    if d.kind == "arithmetic":
+        from rlkit.data.arithmetic import make_arithmetic_dataset
+
+        return make_arithmetic_dataset(d.num_prompts, seed=d.seed, max_operand=d.max_operand,
+                                       ops=d.ops)
+    from rlkit.data.arithmetic import load_prompt_dataset
+
+    return load_prompt_dataset(d.path, fields=(d.prompt_field,))
+
+
+def prompt_stream(cfg: RecipeConfig, model_path: str) -> Iterator[Prompt]:
+    """An endless, seeded, shuffled stream of tokenised prompts (epoch after epoch)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    rows = load_rows(cfg)
+    field = cfg.data.prompt_field
+
+    def encode(row: dict) -> tuple[str, list[int]]:
+        text = row[field]
+        if cfg.model.chat_template:
+            ids = tok.apply_chat_template([{"role": "user", "content": text}],
+                                          add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) else ids
+            return text, list(ids)
+        return text, tok(text, add_special_tokens=False)["input_ids"]
+
+    def gen() -> Iterator[Prompt]:
+        rng = random.Random(cfg.data.seed)
+        index = itertools.count()
+        for _epoch in itertools.count():
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            for i in order:
+                text, ids = encode(rows[i])
+                fields = {k: v for k, v in rows[i].items() if k != field}
+                yield Prompt(next(index), text, ids, fields)
+
+    return gen()

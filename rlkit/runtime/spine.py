@@ -1,0 +1,172 @@
+"""State and operations shared by the synchronous loop and the asynchronous controller.
+
+One object owns the cluster handles (rollout workers, trainer group, reference model), the
+prompt stream, the reward pool, the staleness manager and the metrics of the current step.
+The two loops in `rlkit.runtime.loops` only decide *when* to call these operations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlkit.engines.rollout_protocol import SamplingConfig
+from rlkit.runtime.groups import Group, Prompt, Sample, build_batch, group_requests, parse_request_id
+from rlkit.runtime.staleness import GroupBuffer, StalenessManager
+from rlkit.runtime.trainer_group import merge_rank_metrics
+
+
+@dataclass
+class SpineConfig:
+    """The subset of the recipe the loops need (plain values, picklable)."""
+
+    total_steps: int
+    groups_per_step: int
+    samples_per_prompt: int
+    alpha: int
+    sampling: SamplingConfig
+    seed: int
+    advantage: str
+    advantage_kw: dict = field(default_factory=dict)
+    kl_beta: float = 0.0
+    poll_s: float = 0.05
+    save_every: int = 0
+    engine_names: tuple[str, str] = ("vllm", "deepspeed")
+
+
+class Spine:
+    def __init__(self, cfg: SpineConfig, workers: list, trainer, prompts: Iterator[Prompt],
+                 rewards, logger, *, reference=None, checkpoint_dir: str | None = None):
+        self.cfg, self.workers, self.trainer, self.reference = cfg, workers, trainer, reference
+        self.prompts, self.rewards, self.logger = prompts, rewards, logger
+        self.checkpoint_dir = checkpoint_dir
+        self.staleness = StalenessManager(cfg.alpha, cfg.groups_per_step)
+        self.buffer = GroupBuffer()
+        self.running: dict[int, Group] = {}
+        self.reward_futures: list[tuple[Group, int, Any]] = []
+        self.next_group_id = 0
+        self.worker_version = 0  # version whose weights were sent to every worker
+        self.step = 0
+        self.step_tokens = 0
+        self.t_last = time.perf_counter()
+        self.history: list[dict] = []
+
+    # ---- rollout side ----
+    def new_group(self) -> tuple[Group, list]:
+        """Admit the next prompt as a group on the least-loaded worker; returns its requests."""
+        load = [0] * len(self.workers)
+        for g in self.running.values():
+            load[g.worker] += 1
+        worker = min(range(len(self.workers)), key=lambda w: (load[w], w))
+        group = Group(self.next_group_id, next(self.prompts), self.cfg.samples_per_prompt,
+                      self.worker_version, worker)
+        self.next_group_id += 1
+        self.running[group.group_id] = group
+        self.staleness.on_start()
+        return group, group_requests(group, self.cfg.sampling, self.cfg.seed)
+
+    def on_finished(self, finished: list) -> None:
+        """Record finished samples and start their rewards at once (queue scheduling)."""
+        for f in finished:
+            gid, j = parse_request_id(f.request_id)
+            group = self.running.get(gid)
+            if group is None or f.completion.finish_reason == "abort":
+                continue  # its group was aborted as too stale
+            group.start_version = min(group.start_version, f.start_version)
+            group.samples[j] = Sample(j, f.completion, f.start_version)
+            self.step_tokens += len(f.completion.token_ids)
+            fut = self.rewards.submit(group.prompt.text, f.completion.text, group.prompt.fields)
+            self.reward_futures.append((group, j, fut))
+
+    def poll_rewards(self, wait_s: float = 0.0) -> int:
+        """Move groups whose every sample is generated and rewarded into the buffer."""
+        import concurrent.futures as cf
+
+        if wait_s and self.reward_futures:
+            cf.wait([f for _, _, f in self.reward_futures], timeout=wait_s,
+                    return_when=cf.FIRST_COMPLETED)
+        pending, completed = [], 0
+        for group, j, fut in self.reward_futures:
+            if not fut.done():
+                pending.append((group, j, fut))
+                continue
+            res = fut.result()
+            s = group.samples[j]
+            s.reward, s.components, s.reward_failed = res.score, res.components, res.failed
+            if group.done and group.group_id in self.running:
+                del self.running[group.group_id]
+                self.staleness.on_finish()
+                self.buffer.put(group)
+                completed += 1
+        self.reward_futures = pending
+        return completed
+
+    def abort_stale(self) -> dict[int, list[str]]:
+        """Abort running groups that can no longer be trained on; request ids per worker."""
+        min_version = self.staleness.min_usable_version(self.step, self.cfg.alpha)
+        aborts: dict[int, list[str]] = {}
+        for gid, g in list(self.running.items()):
+            if g.start_version < min_version:
+                aborts.setdefault(g.worker, []).extend(g.request_ids)
+                del self.running[gid]
+                self.staleness.on_abort()
+        self.reward_futures = [t for t in self.reward_futures if t[0].group_id in self.running]
+        return aborts
+
+    # ---- training side ----
+    def take_batch(self) -> list[Group] | None:
+        min_version = self.staleness.min_usable_version(self.step, self.cfg.alpha)
+        self.staleness.on_drop(len(self.buffer.drop_stale(min_version)))
+        groups = self.buffer.take(self.cfg.groups_per_step)
+        if groups is not None:
+            self.staleness.on_consume(len(groups))
+        return groups
+
+    def start_train(self, groups: list[Group]) -> tuple[list, dict]:
+        """Build the batch and launch the step on the trainer group (non-blocking)."""
+        import ray
+
+        samples, stats = build_batch(groups, self.cfg.advantage, self.cfg.advantage_kw)
+        if self.cfg.kl_beta > 0:
+            for s, lp in zip(samples, ray.get(self.reference.logprobs.remote(samples))):
+                s.ref_logprobs = lp
+        stale = [self.step - g.start_version for g in groups]
+        stats.update({"staleness/mean": sum(stale) / len(stale), "staleness/max": max(stale)})
+        return self.trainer.train_step_async(samples), stats
+
+    def finish_train(self, refs: list, stats: dict) -> dict:
+        """Collect the step's metrics, bump the version, send the new weights, log."""
+        import ray
+
+        metrics = merge_rank_metrics(ray.get(refs))
+        self.step += 1
+        blob = self.trainer.export_weights_async()
+        for w in self.workers:
+            w.load_weights.remote(blob, self.step)
+        self.worker_version = self.step
+        now = time.perf_counter()
+        step_s, self.t_last = now - self.t_last, now
+        record = {
+            **self.rewards.metrics(),  # pool-wide counts; the batch's own stats win below
+            "step": self.step,
+            "policy_version": self.step,
+            **stats,
+            **metrics,
+            "time/step_s": step_s,
+            "throughput/tokens_per_s": self.step_tokens / max(step_s, 1e-9),
+            "rollout/aborted_groups": self.staleness.aborted_stale,
+            "rollout/dropped_groups": self.staleness.dropped_stale,
+            "engine/rollout": self.cfg.engine_names[0],
+            "engine/train": self.cfg.engine_names[1],
+        }
+        self.step_tokens = 0
+        if self.checkpoint_dir and self.cfg.save_every and self.step % self.cfg.save_every == 0:
+            self.save(self.step)
+        self.logger.log(record)
+        self.history.append(record)
+        return record
+
+    def save(self, step: int) -> str:
+        return self.trainer.save(f"{self.checkpoint_dir}/step_{step}")

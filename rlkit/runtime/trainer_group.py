@@ -1,0 +1,133 @@
+"""The trainer group: N Ray actors forming one DeepSpeed ZeRO group, plus the reference model.
+
+Each rank actor wraps a DeepSpeedPolicyTrainer.  The group splits a training step's samples into
+equal contiguous shares, one per rank, and hands every rank the global normalisers so the loss
+is the same however the step is split (docs/batch_sizes.md).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from rlkit.engines.train_batch import TrainSample, split_even
+
+
+def free_port() -> int:
+    """A free loopback TCP port for the group's rendezvous (one per group, never shared)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TrainerRank:
+    """Ray actor body of one rank (created through `ray.remote` in TrainerGroup)."""
+
+    def __init__(self, rank: int, world: int, port: int, model_path: str, cfg: dict):
+        import torch
+
+        torch.set_num_threads(1)
+        from rlkit.engines.deepspeed_engine import DeepSpeedPolicyTrainer
+
+        self.trainer = DeepSpeedPolicyTrainer(rank, world, port, model_path, cfg)
+
+    def train_step(self, samples: list[TrainSample], norms: dict) -> dict:
+        return self.trainer.train_step(samples, norms)
+
+    def export_weights(self) -> bytes | None:
+        from rlkit.engines.model_io import state_dict_to_bytes
+
+        state = self.trainer.export_state()
+        return None if state is None else state_dict_to_bytes(state)
+
+    def save(self, out_dir: str) -> str | None:
+        from rlkit.engines.model_io import save_hf_folder
+
+        state = self.trainer.export_state()
+        if state is None:
+            return None
+        return str(save_hf_folder(state, self.trainer.model_path, out_dir))
+
+    def shutdown(self) -> None:
+        self.trainer.shutdown()
+
+
+def global_normalizers(samples: list[TrainSample], max_len: int) -> dict[str, float]:
+    """Token and sequence counts of the whole step (what `aggregate` divides by)."""
+    return {
+        "num_tokens": float(sum(len(s.response_ids) for s in samples)),
+        "num_seqs": float(len(samples)),
+        "max_len": float(max_len),
+    }
+
+
+class TrainerGroup:
+    """Creates the rank actors and fans a step out to them."""
+
+    def __init__(self, model_path: str, cfg: dict, *, world: int, rank_cpus: float, env: dict):
+        import ray
+
+        actor = ray.remote(num_cpus=rank_cpus, runtime_env={"env_vars": env})(TrainerRank)
+        port = free_port()
+        self.world = world
+        self.max_len = cfg["max_len"]
+        self.ranks = [actor.remote(r, world, port, model_path, cfg) for r in range(world)]
+
+    def train_step_async(self, samples: list[TrainSample]) -> list:
+        """Start one training step; returns one ObjectRef of metrics per rank."""
+        norms = global_normalizers(samples, self.max_len)
+        shares = split_even(samples, self.world)
+        return [r.train_step.remote(s, norms) for r, s in zip(self.ranks, shares)]
+
+    def export_weights_async(self):
+        """ObjectRef of rank 0's safetensors bytes (all ranks take part in a ZeRO-3 gather)."""
+        refs = [r.export_weights.remote() for r in self.ranks]
+        return refs[0]
+
+    def save(self, out_dir: str) -> str:
+        import ray
+
+        return ray.get([r.save.remote(out_dir) for r in self.ranks])[0]
+
+    def shutdown(self) -> None:
+        import ray
+
+        try:
+            ray.get([r.shutdown.remote() for r in self.ranks], timeout=60)
+        finally:
+            for r in self.ranks:
+                ray.kill(r)
+
+
+def merge_rank_metrics(per_rank: list[dict]) -> dict:
+    """Loss shares add up over ranks; everything else is averaged."""
+    out: dict[str, float] = {}
+    for k in per_rank[0]:
+        vals = [m[k] for m in per_rank]
+        out[k] = sum(vals) if k == "loss/share" else sum(vals) / len(vals)
+    out["loss"] = out.pop("loss/share")
+    return out
+
+
+class ReferenceModel:
+    """Ray actor body: a frozen copy of the initial policy giving reference logprobs for KL."""
+
+    def __init__(self, model_path: str):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(1)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+
+    def logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
+        import torch
+
+        from rlkit.engines.train_batch import collate, token_logprobs
+
+        batch = collate(samples, self.model.config.pad_token_id or 0)
+        with torch.no_grad():
+            logp, _ = token_logprobs(self.model, batch["input_ids"], batch["attention_mask"])
+        out = []
+        for i, s in enumerate(samples):
+            lo = len(s.prompt_ids) - 1
+            out.append(logp[i, lo : lo + len(s.response_ids)].tolist())
+        return out

@@ -1,0 +1,1 @@
+"""Rollout-side helpers shared by the RL loops and evaluation (e.g. the ReRe item trie)."""
