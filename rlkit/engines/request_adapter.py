@@ -37,6 +37,9 @@ class BatchRequestAdapter:
     def num_unfinished(self) -> int:
         return len(self._queue)
 
+    def pending_ids(self) -> list[str]:
+        return list(self._queue)
+
     def step(self) -> list[FinishedRequest]:
         done = []
         for rid, (prompt, sampling, start) in list(self._queue.items()):

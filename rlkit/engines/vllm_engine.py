@@ -109,6 +109,9 @@ class VLLMEngine:
     def num_unfinished(self) -> int:
         return self._engine.get_num_unfinished_requests()
 
+    def pending_ids(self) -> list[str]:
+        return list(self._start_version)
+
     # ---- batch interface (RolloutEngine protocol) ----
     def generate(
         self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="prompts per engine call")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default="cpu", help="--engine hf only")
+    p.add_argument("--max-model-len", type=int, default=None, help="--engine vllm: context size")
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
@@ -112,6 +113,8 @@ def _evaluate(a: argparse.Namespace, settings: EvalSettings):
     kw: dict[str, Any] = {"dtype": a.dtype, "seed": a.seed}
     if a.engine == "hf":
         kw["device"] = a.device
+    elif a.max_model_len is not None:
+        kw["max_model_len"] = a.max_model_len
     engine = _make_engine(a.engine, a.model, **kw)
     tokenizer = getattr(engine, "tokenizer", None)
     if tokenizer is None:

@@ -79,5 +79,6 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
             groups = sp.take_batch()
             if groups is not None:
                 train = sp.start_train(groups)
-    ray.get(list(inflight.values()))  # let the last calls finish before shutdown
+    ray.get(list(inflight.values()))  # let the last calls finish, then drop what is in flight
+    ray.get([w.abort_all.remote() for w in sp.workers])
     return sp.history

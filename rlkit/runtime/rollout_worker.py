@@ -60,6 +60,14 @@ class RolloutWorker:
     def num_unfinished(self) -> int:
         return self.engine.num_unfinished()
 
+    def abort_all(self) -> int:
+        """Drop every request in flight (end of a run); returns how many."""
+        ids = self.engine.pending_ids()
+        self.engine.abort(ids)
+        while self.engine.num_unfinished():  # let the engine retire the aborted requests
+            self.engine.step()
+        return len(ids)
+
     def load_weights(self, blob: bytes, version: int) -> int:
         self.engine.load_weights(blob, version)
         return version
