@@ -33,8 +33,10 @@ def _train(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: rlkit {train,eval} ...\n  rlkit train RECIPE [key=value ...]\n"
-              "  rlkit eval --suite S (--model DIR | --predictions FILE) --data FILE --out DIR")
+        print(
+            "usage: rlkit {train,eval} ...\n  rlkit train RECIPE [key=value ...]\n"
+            "  rlkit eval --suite S (--model DIR | --predictions FILE) --data FILE --out DIR"
+        )
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "train":

@@ -56,11 +56,13 @@ class DeepSpeedPolicyTrainer:
         self.grad_accum = -(-per_rank // self.micro)
         dsc = ds_config(cfg["zero_stage"], self.micro, self.grad_accum, world, cfg)
         dtype = torch.bfloat16 if cfg.get("dtype") == "bfloat16" else torch.float32
-        if cfg["zero_stage"] == 3:  # params must be created partitioned, in the right dtype
-            with deepspeed.zero.Init(config_dict_or_path=dsc):
-                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        if cfg["zero_stage"] == 3:
+            # transformers then creates the params partitioned (zero.Init with this config, so
+            # fp32 stays fp32) and loads the checkpoint shard by shard.
+            from transformers.integrations import HfDeepSpeedConfig
+
+            self._hf_ds_config = HfDeepSpeedConfig(dsc)  # must stay alive while loading
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
         if cfg.get("lora", {}).get("enabled"):
             model = apply_lora(model, cfg["lora"])
         params = [p for p in model.parameters() if p.requires_grad]

@@ -70,7 +70,11 @@ def save_hf_folder(state: dict, model_dir_src: str | Path, out_dir: str | Path) 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for f in src.iterdir():
-        if f.is_file() and not f.name.endswith((".safetensors", ".bin")) and f.name != "model.safetensors.index.json":
+        if (
+            f.is_file()
+            and not f.name.endswith((".safetensors", ".bin"))
+            and f.name != "model.safetensors.index.json"
+        ):
             shutil.copy2(f, tmp / f.name)
     save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     shutil.rmtree(out, ignore_errors=True)

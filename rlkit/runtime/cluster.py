@@ -14,8 +14,7 @@ LOOPBACK_ENV = {
 def actor_env() -> dict[str, str]:
     """Environment of every actor: one thread per rank, shared torch-extension cache."""
     env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for key in ("TORCH_EXTENSIONS_DIR", "VLLM_CPU_KVCACHE_SPACE", "HF_HUB_OFFLINE",
-                "PYTHONPATH"):
+    for key in ("TORCH_EXTENSIONS_DIR", "VLLM_CPU_KVCACHE_SPACE", "HF_HUB_OFFLINE", "PYTHONPATH"):
         if key in os.environ:
             env[key] = os.environ[key]
     return env

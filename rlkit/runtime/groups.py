@@ -113,9 +113,8 @@ def build_batch(
         "advantage/abs_mean": float(adv.abs().mean()),
         "response_length/mean": sum(lengths) / len(lengths),
         "response_length/max": float(max(lengths)),
-        "response/truncated_frac": sum(
-            s.completion.finish_reason == "length" for _, s in flat
-        ) / len(flat),
+        "response/truncated_frac": sum(s.completion.finish_reason == "length" for _, s in flat)
+        / len(flat),
         "reward/failed_frac": sum(s.reward_failed for _, s in flat) / len(flat),
     }
     for key in {k for _, s in flat for k in s.components}:

@@ -70,7 +70,9 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
         _dispatch(sp, inflight, new, aborts, max_wait_s)
         _collect(sp, inflight, timeout=sp.cfg.poll_s, extra=train[0] if train else None)
         sp.poll_rewards()
-        if train is not None and len(ray.wait(train[0], num_returns=len(train[0]), timeout=0)[0]) == len(train[0]):
+        if train is not None and len(
+            ray.wait(train[0], num_returns=len(train[0]), timeout=0)[0]
+        ) == len(train[0]):
             sp.finish_train(*train)
             train = None
             for w, ids in sp.abort_stale().items():

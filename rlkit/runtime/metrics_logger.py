@@ -20,8 +20,13 @@ class MetricsLogger:
     """Appends one line per step (flushed, so a crash loses nothing already logged)."""
 
     def __init__(
-        self, run_dir: str | Path, *, tensorboard: bool = True, console: bool = True,
-        total_steps: int | None = None, stream: TextIO = sys.stdout,
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        console: bool = True,
+        total_steps: int | None = None,
+        stream: TextIO = sys.stdout,
     ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -40,9 +40,14 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
         base = run_dir / "base_model"
         if not (base / "config.json").is_file():
             t = m.tiny
-            build_tiny_model(base, hidden_size=t.hidden_size, num_layers=t.num_layers,
-                             num_heads=t.num_heads, intermediate_size=t.intermediate_size,
-                             seed=t.seed)
+            build_tiny_model(
+                base,
+                hidden_size=t.hidden_size,
+                num_layers=t.num_layers,
+                num_heads=t.num_heads,
+                intermediate_size=t.intermediate_size,
+                seed=t.seed,
+            )
     if cfg.sft.steps <= 0:
         return str(base)
     out = run_dir / "sft_model"
@@ -52,11 +57,24 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
     from rlkit.data.arithmetic import make_arithmetic_dataset
     from rlkit.data.sft import sft_warm_start
 
-    rows = load_rows(cfg) if cfg.data.kind == "file" else make_arithmetic_dataset(
-        4000, seed=cfg.data.seed + 1, max_operand=cfg.data.max_operand, ops=cfg.data.ops)
+    rows = (
+        load_rows(cfg)
+        if cfg.data.kind == "file"
+        else make_arithmetic_dataset(
+            4000, seed=cfg.data.seed + 1, max_operand=cfg.data.max_operand, ops=cfg.data.ops
+        )
+    )
     log(f"[rlkit] SFT warm-start: {cfg.sft.steps} steps")
-    sft_warm_start(base, rows, steps=cfg.sft.steps, lr=cfg.sft.lr, batch_size=cfg.sft.batch_size,
-                   seed=cfg.seed, out_dir=out, log=log)
+    sft_warm_start(
+        base,
+        rows,
+        steps=cfg.sft.steps,
+        lr=cfg.sft.lr,
+        batch_size=cfg.sft.batch_size,
+        seed=cfg.seed,
+        out_dir=out,
+        log=log,
+    )
     return str(out)
 
 
@@ -66,8 +84,9 @@ def load_rows(cfg: RecipeConfig) -> list[dict]:
     if d.kind == "arithmetic":
         from rlkit.data.arithmetic import make_arithmetic_dataset
 
-        return make_arithmetic_dataset(d.num_prompts, seed=d.seed, max_operand=d.max_operand,
-                                       ops=d.ops)
+        return make_arithmetic_dataset(
+            d.num_prompts, seed=d.seed, max_operand=d.max_operand, ops=d.ops
+        )
     from rlkit.data.arithmetic import load_prompt_dataset
 
     return load_prompt_dataset(d.path, fields=(d.prompt_field,))
@@ -84,8 +103,9 @@ def prompt_stream(cfg: RecipeConfig, model_path: str) -> Iterator[Prompt]:
     def encode(row: dict) -> tuple[str, list[int]]:
         text = row[field]
         if cfg.model.chat_template:
-            ids = tok.apply_chat_template([{"role": "user", "content": text}],
-                                          add_generation_prompt=True, tokenize=True)
+            ids = tok.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+            )
             ids = ids["input_ids"] if isinstance(ids, dict) else ids
             return text, list(ids)
         return text, tok(text, add_special_tokens=False)["input_ids"]

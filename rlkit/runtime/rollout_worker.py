@@ -37,9 +37,7 @@ class RolloutWorker:
         self.busy_s = 0.0
         self.tokens = 0
 
-    def run(
-        self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5
-    ) -> list:
+    def run(self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5) -> list:
         """Add `new`, abort `abort_ids`, step until something finishes or `max_wait_s` passes."""
         t0 = time.perf_counter()
         if abort_ids:
@@ -47,9 +45,7 @@ class RolloutWorker:
         for req in new:
             self.engine.add(req.request_id, req.prompt_ids, req.sampling)
         finished = []
-        while self.engine.num_unfinished() and not (
-            finished and time.perf_counter() - t0 > 0.01
-        ):
+        while self.engine.num_unfinished() and not (finished and time.perf_counter() - t0 > 0.01):
             finished += self.engine.step()
             if time.perf_counter() - t0 > max_wait_s:
                 break

@@ -12,13 +12,23 @@ def trainer_settings(cfg: RecipeConfig) -> dict:
     """The plain dict each trainer rank receives."""
     t, a = cfg.trainer, cfg.algo
     return {
-        "seed": t.seed, "lr": t.lr, "weight_decay": t.weight_decay, "grad_clip": t.grad_clip,
-        "zero_stage": t.zero_stage, "micro_batch_size": t.micro_batch_size,
-        "samples_per_step": cfg.samples_per_step, "dtype": cfg.model.dtype,
+        "seed": t.seed,
+        "lr": t.lr,
+        "weight_decay": t.weight_decay,
+        "grad_clip": t.grad_clip,
+        "zero_stage": t.zero_stage,
+        "micro_batch_size": t.micro_batch_size,
+        "samples_per_step": cfg.samples_per_step,
+        "dtype": cfg.model.dtype,
         "max_len": cfg.rollout.max_tokens,
         "lora": {**cfg.model.lora.__dict__, "target_modules": list(cfg.model.lora.target_modules)},
-        "algo": {"policy_loss": a.policy_loss, "loss_kw": dict(a.loss_kw), "agg": a.agg,
-                 "kl_beta": a.kl_beta, "kl_kind": a.kl_kind},
+        "algo": {
+            "policy_loss": a.policy_loss,
+            "loss_kw": dict(a.loss_kw),
+            "agg": a.agg,
+            "kl_beta": a.kl_beta,
+            "kl_kind": a.kl_kind,
+        },
     }
 
 
@@ -27,12 +37,22 @@ def spine_settings(cfg: RecipeConfig, eos_id: int):
 
     r = cfg.rollout
     return SpineConfig(
-        total_steps=cfg.trainer.total_steps, groups_per_step=r.prompts_per_step,
-        samples_per_prompt=r.samples_per_prompt, alpha=cfg.async_.alpha,
-        sampling=SamplingConfig(temperature=r.temperature, top_p=r.top_p,
-                                max_tokens=r.max_tokens, stop_token_ids=[eos_id]),
-        seed=cfg.seed, advantage=cfg.algo.advantage, advantage_kw=dict(cfg.algo.advantage_kw),
-        kl_beta=cfg.algo.kl_beta, poll_s=cfg.async_.poll_s, save_every=cfg.trainer.save_every,
+        total_steps=cfg.trainer.total_steps,
+        groups_per_step=r.prompts_per_step,
+        samples_per_prompt=r.samples_per_prompt,
+        alpha=cfg.async_.alpha,
+        sampling=SamplingConfig(
+            temperature=r.temperature,
+            top_p=r.top_p,
+            max_tokens=r.max_tokens,
+            stop_token_ids=[eos_id],
+        ),
+        seed=cfg.seed,
+        advantage=cfg.algo.advantage,
+        advantage_kw=dict(cfg.algo.advantage_kw),
+        kl_beta=cfg.algo.kl_beta,
+        poll_s=cfg.async_.poll_s,
+        save_every=cfg.trainer.save_every,
         engine_names=(r.engine, f"deepspeed-zero{cfg.trainer.zero_stage}"),
     )
 
@@ -58,31 +78,59 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     prompts = prepare.prompt_stream(cfg, model_path)
     cluster.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_mb)
     r = cfg.rollout
-    engine_kw = {"max_model_len": r.max_model_len, "kv_cache_gib": r.kv_cache_gib,
-                 "seed": cfg.seed, "dtype": cfg.model.dtype}
-    log(f"[rlkit] starting {r.num_workers} {r.engine} rollout worker(s) and a "
-        f"{cfg.trainer.world_size}-rank DeepSpeed ZeRO-{cfg.trainer.zero_stage} group")
+    engine_kw = {
+        "max_model_len": r.max_model_len,
+        "kv_cache_gib": r.kv_cache_gib,
+        "seed": cfg.seed,
+        "dtype": cfg.model.dtype,
+    }
+    log(
+        f"[rlkit] starting {r.num_workers} {r.engine} rollout worker(s) and a "
+        f"{cfg.trainer.world_size}-rank DeepSpeed ZeRO-{cfg.trainer.zero_stage} group"
+    )
     own_workers = workers is None
     if own_workers:
-        workers = cluster.start_rollout_workers(r.engine, model_path, r.num_workers,
-                                                r.worker_cpus, engine_kw)
+        workers = cluster.start_rollout_workers(
+            r.engine, model_path, r.num_workers, r.worker_cpus, engine_kw
+        )
     else:
         cluster.reset_workers(workers, model_path)
-    trainer = TrainerGroup(model_path, trainer_settings(cfg), world=cfg.trainer.world_size,
-                           rank_cpus=cfg.trainer.rank_cpus, env=cluster.actor_env())
+    trainer = TrainerGroup(
+        model_path,
+        trainer_settings(cfg),
+        world=cfg.trainer.world_size,
+        rank_cpus=cfg.trainer.rank_cpus,
+        env=cluster.actor_env(),
+    )
     reference = None
     if cfg.algo.kl_beta > 0:
         reference = ray.remote(num_cpus=0)(ReferenceModel).remote(model_path)
     own_pool = reward_pool is None
     if own_pool:
         rc = cfg.reward
-        reward_pool = RewardPool([{"fn": f.fn, "weight": f.weight} for f in rc.fns],
-                                 timeout_s=rc.timeout_s, fallback=rc.fallback,
-                                 num_workers=rc.num_workers, mode=rc.mode)
-    logger = MetricsLogger(run_dir, tensorboard=cfg.logging.tensorboard,
-                           console=cfg.logging.console, total_steps=cfg.trainer.total_steps)
-    spine = Spine(spine_settings(cfg, eos_id), workers, trainer, prompts, reward_pool, logger,
-                  reference=reference, checkpoint_dir=str(run_dir / "checkpoints"))
+        reward_pool = RewardPool(
+            [{"fn": f.fn, "weight": f.weight} for f in rc.fns],
+            timeout_s=rc.timeout_s,
+            fallback=rc.fallback,
+            num_workers=rc.num_workers,
+            mode=rc.mode,
+        )
+    logger = MetricsLogger(
+        run_dir,
+        tensorboard=cfg.logging.tensorboard,
+        console=cfg.logging.console,
+        total_steps=cfg.trainer.total_steps,
+    )
+    spine = Spine(
+        spine_settings(cfg, eos_id),
+        workers,
+        trainer,
+        prompts,
+        reward_pool,
+        logger,
+        reference=reference,
+        checkpoint_dir=str(run_dir / "checkpoints"),
+    )
     try:
         ray.get([w.version.remote() for w in workers])  # engines up before the clock starts
         spine.t_last = __import__("time").perf_counter()

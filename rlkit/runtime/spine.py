@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlkit.engines.rollout_protocol import SamplingConfig
-from rlkit.runtime.groups import Group, Prompt, Sample, build_batch, group_requests, parse_request_id
+from rlkit.runtime.groups import (
+    Group,
+    Prompt,
+    Sample,
+    build_batch,
+    group_requests,
+    parse_request_id,
+)
 from rlkit.runtime.staleness import GroupBuffer, StalenessManager
 from rlkit.runtime.trainer_group import merge_rank_metrics
 
@@ -37,8 +44,18 @@ class SpineConfig:
 
 
 class Spine:
-    def __init__(self, cfg: SpineConfig, workers: list, trainer, prompts: Iterator[Prompt],
-                 rewards, logger, *, reference=None, checkpoint_dir: str | None = None):
+    def __init__(
+        self,
+        cfg: SpineConfig,
+        workers: list,
+        trainer,
+        prompts: Iterator[Prompt],
+        rewards,
+        logger,
+        *,
+        reference=None,
+        checkpoint_dir: str | None = None,
+    ):
         self.cfg, self.workers, self.trainer, self.reference = cfg, workers, trainer, reference
         self.prompts, self.rewards, self.logger = prompts, rewards, logger
         self.checkpoint_dir = checkpoint_dir
@@ -60,8 +77,13 @@ class Spine:
         for g in self.running.values():
             load[g.worker] += 1
         worker = min(range(len(self.workers)), key=lambda w: (load[w], w))
-        group = Group(self.next_group_id, next(self.prompts), self.cfg.samples_per_prompt,
-                      self.worker_version, worker)
+        group = Group(
+            self.next_group_id,
+            next(self.prompts),
+            self.cfg.samples_per_prompt,
+            self.worker_version,
+            worker,
+        )
         self.next_group_id += 1
         self.running[group.group_id] = group
         self.staleness.on_start()
@@ -85,8 +107,11 @@ class Spine:
         import concurrent.futures as cf
 
         if wait_s and self.reward_futures:
-            cf.wait([f for _, _, f in self.reward_futures], timeout=wait_s,
-                    return_when=cf.FIRST_COMPLETED)
+            cf.wait(
+                [f for _, _, f in self.reward_futures],
+                timeout=wait_s,
+                return_when=cf.FIRST_COMPLETED,
+            )
         pending, completed = [], 0
         for group, j, fut in self.reward_futures:
             if not fut.done():

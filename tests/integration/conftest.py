@@ -52,12 +52,25 @@ def tiny_recipe(tmp_path, **sections) -> dict:
         "name": "e2e",
         "model": {"kind": "path"},
         "data": {"kind": "arithmetic", "num_prompts": 64, "max_operand": 9},
-        "rollout": {"engine": "vllm", "prompts_per_step": 4, "samples_per_prompt": 4,
-                    "max_tokens": 8, "temperature": 1.0},
-        "trainer": {"world_size": 2, "zero_stage": 2, "lr": 1e-3, "micro_batch_size": 4,
-                    "total_steps": 3},
-        "reward": {"fns": [{"fn": "tests/integration/reward_fixture.py:digit_fraction"}],
-                   "mode": "thread", "num_workers": 2},
+        "rollout": {
+            "engine": "vllm",
+            "prompts_per_step": 4,
+            "samples_per_prompt": 4,
+            "max_tokens": 8,
+            "temperature": 1.0,
+        },
+        "trainer": {
+            "world_size": 2,
+            "zero_stage": 2,
+            "lr": 1e-3,
+            "micro_batch_size": 4,
+            "total_steps": 3,
+        },
+        "reward": {
+            "fns": [{"fn": "tests/integration/reward_fixture.py:digit_fraction"}],
+            "mode": "thread",
+            "num_workers": 2,
+        },
         "logging": {"runs_dir": str(tmp_path / "runs"), "tensorboard": True},
     }
     for key, value in sections.items():

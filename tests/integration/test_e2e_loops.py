@@ -13,9 +13,21 @@ from tests.integration.conftest import tiny_recipe
 
 pytestmark = pytest.mark.slow
 
-REQUIRED = ["step", "policy_version", "reward/mean", "response_length/mean", "staleness/mean",
-            "staleness/max", "time/step_s", "throughput/tokens_per_s", "engine/rollout",
-            "engine/train", "loss", "pg/clip_frac", "grad_norm"]
+REQUIRED = [
+    "step",
+    "policy_version",
+    "reward/mean",
+    "response_length/mean",
+    "staleness/mean",
+    "staleness/max",
+    "time/step_s",
+    "throughput/tokens_per_s",
+    "engine/rollout",
+    "engine/train",
+    "loss",
+    "pg/clip_frac",
+    "grad_norm",
+]
 
 
 def _run(tmp_path, tiny_model, worker, name, **sections) -> list[dict]:
@@ -44,8 +56,14 @@ def test_alpha0_equals_synchronous_loop(tmp_path, tiny_model, vllm_worker):
 
 
 def test_alpha2_bounded_staleness_and_run_outputs(tmp_path, tiny_model, vllm_worker):
-    rows = _run(tmp_path, tiny_model, vllm_worker, "a2", **{"async": {"alpha": 2}},
-                trainer={"total_steps": 4, "save_every": 2})
+    rows = _run(
+        tmp_path,
+        tiny_model,
+        vllm_worker,
+        "a2",
+        **{"async": {"alpha": 2}},
+        trainer={"total_steps": 4, "save_every": 2},
+    )
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     for r in rows:
         for key in REQUIRED:

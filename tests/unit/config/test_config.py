@@ -1,0 +1,79 @@
+"""Recipe validation: every bad key, type or value is one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlkit.config import ConfigError, load_recipe, parse_overrides, to_dict
+from rlkit.config.loader import config_from_dict
+
+RECIPES = sorted(Path("recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
+def test_shipped_recipes_validate(recipe):
+    cfg = load_recipe(recipe)
+    assert cfg.name and cfg.trainer.total_steps > 0
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_recipe("recipes/quickstart.yaml", ["trainer.lr=1e-5", "async.alpha=3", "name=x"])
+    assert cfg.trainer.lr == 1e-5 and isinstance(cfg.trainer.lr, float)
+    assert cfg.async_.alpha == 3 and cfg.name == "x"
+    assert parse_overrides(["a.b.c=1", "a.d=[1, 2]"]) == {"a": {"b": {"c": 1}, "d": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    "data, key, expected",
+    [
+        ({"trainer": {"lrr": 1}}, "trainer.lrr", "unknown key"),
+        ({"trainer": {"lr": "fast"}}, "trainer.lr", "expected float"),
+        ({"trainer": {"zero_stage": 5}}, "trainer.zero_stage", "expected 0, 1, 2 or 3"),
+        ({"algo": {"agg": "mean"}}, "algo.agg", "one of 'token-mean'"),
+        ({"async": {"alpha": -1}}, "async.alpha", ">= 0"),
+        (
+            {
+                "rollout": {"prompts_per_step": 3, "samples_per_prompt": 3},
+                "trainer": {"world_size": 2},
+            },
+            "trainer.world_size",
+            "divisible",
+        ),
+        ({"model": {"kind": "path"}}, "model.path", "HF model folder"),
+        (
+            {"reward": {"fns": [{"fn": "a:b", "weight": "heavy"}]}},
+            "reward.fns[0].weight",
+            "expected float",
+        ),
+        ({"bogus": 1}, "bogus", "unknown key"),
+    ],
+)
+def test_errors_name_the_key(data, key, expected):
+    data = {"model": {"kind": "tiny"}, **data} if "model" not in data else data
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(data)
+    msg = str(exc.value)
+    assert msg.startswith(f"{key}: ") and expected in msg and "\n" not in msg
+
+
+def test_missing_recipe_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        load_recipe("recipes/quickstart.yaml", ["trainer.lr"])
+
+
+def test_round_trip_through_dict():
+    cfg = load_recipe("recipes/quickstart.yaml")
+    assert config_from_dict(to_dict(cfg)) == cfg
+    assert "async" in to_dict(cfg) and "async_" not in to_dict(cfg)
+
+
+def test_cli_reports_config_error_before_starting(capsys):
+    from rlkit.cli import main
+
+    assert main(["train", "recipes/quickstart.yaml", "trainer.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer.lrr: unknown key" in err and len(err.strip().splitlines()) == 1
