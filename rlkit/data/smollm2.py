@@ -92,11 +92,21 @@ def smollm2_folder(
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
             convert_gguf(gguf_path, staging, log=log)
+            _make_readable(staging)
             _publish(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     log(f"[rlkit] SmolLM2-135M-Instruct ready: {target}")
     return target
+
+
+def _make_readable(folder: Path) -> None:
+    """Give the folder and its files the usual umask modes (mkdtemp creates them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~umask)
 
 
 def _publish(staging: Path, target: Path) -> None:
@@ -163,6 +173,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log: Log = print) -> None:
     if not tok.chat_template:
         raise SmolLM2FetchError(f"{gguf_path} carries no chat template")
     model = _load_dequantised(src, name, log)
+    tok.model_max_length = model.config.max_position_embeddings  # the GGUF leaves it unset
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     _check_tokenizer(tok, out_dir)
@@ -182,7 +193,8 @@ def _load_dequantised(src: str, name: str, log: Log):
     gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
     cfg = gguf_model.config.to_dict()
     cfg.pop("quantization_config", None)
-    cfg.pop("_name_or_path", None)
+    for key in ("_name_or_path", "_model_name_or_path"):  # the GGUF's internal run name
+        cfg.pop(key, None)
     cfg["dtype"] = "float32"
     config = type(gguf_model.config).from_dict(cfg)
     model = type(gguf_model)(config)

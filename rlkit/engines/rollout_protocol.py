@@ -28,6 +28,7 @@ class SamplingConfig:
     max_tokens: int = 64
     seed: int | None = None
     stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
 
 
 @dataclass

@@ -36,6 +36,7 @@ def _sampling_params(cfg: SamplingConfig, n: int | None = None):
         seed=cfg.seed,
         logprobs=0,  # the sampled token's logprob only
         stop_token_ids=list(cfg.stop_token_ids) or None,
+        ignore_eos=cfg.ignore_eos,
     )
 
 

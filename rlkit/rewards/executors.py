@@ -100,7 +100,8 @@ class ProcessRunner:
             reply = self._recv.recv() if ready else None
         except (EOFError, OSError) as exc:
             code = self.proc.poll() if self.proc else None
-            self._restart()
+            if not self.closed:  # a pool shutting down does not respawn its workers
+                self._restart()
             return Outcome(False, None, "WorkerDied", f"worker died (exit {code}): {exc!r}")
         seconds = time.monotonic() - start
         if reply is None:
@@ -129,10 +130,13 @@ class ProcessRunner:
             self.proc.kill()
         if self.proc is not None:
             self.proc.wait()
-        for conn in (self._send, self._recv):
+        conns, self._send, self._recv = (self._send, self._recv), None, None
+        for conn in conns:
             if conn is not None:
-                conn.close()
-        self._send = self._recv = None
+                try:
+                    conn.close()
+                except OSError:  # closed concurrently by the pool's close() during shutdown
+                    pass
 
     def close(self, grace_s: float = 1.0) -> None:
         """Ask the worker to exit, kill it if it does not within ``grace_s``."""

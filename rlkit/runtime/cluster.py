@@ -8,13 +8,27 @@ LOOPBACK_ENV = {
     # Every Ray socket binds 127.0.0.1 with this set (environment.md); nothing leaves the host.
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
+    # vLLM's engine-core <-> worker sockets, which otherwise use the external interface.
+    "VLLM_HOST_IP": "127.0.0.1",
 }
 
 
 def actor_env() -> dict[str, str]:
     """Environment of every actor: one thread per rank, shared torch-extension cache."""
-    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for key in ("TORCH_EXTENSIONS_DIR", "VLLM_CPU_KVCACHE_SPACE", "HF_HUB_OFFLINE", "PYTHONPATH"):
+    # vLLM's per-step INFO lines would drown the progress line; override with the env var.
+    env = {
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
+    for key in (
+        "TORCH_EXTENSIONS_DIR",
+        "VLLM_CPU_KVCACHE_SPACE",
+        "HF_HUB_OFFLINE",
+        "PYTHONPATH",
+        "VLLM_LOGGING_LEVEL",
+        "VLLM_HOST_IP",
+    ):
         if key in os.environ:
             env[key] = os.environ[key]
     return env

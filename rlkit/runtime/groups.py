@@ -74,10 +74,16 @@ def sample_seed(base_seed: int, group_id: int, index: int) -> int:
 
 
 def group_requests(group: Group, base: SamplingConfig, base_seed: int) -> list[SampleRequest]:
-    """One request per sample (ROLL Flash "prompt replication"), each with its own seed."""
+    """One request per sample (ROLL Flash "prompt replication"), each with its own seed.
+
+    A row with a `max_tokens` field generates exactly that many tokens (EOS ignored): the
+    benchmark's long-tailed response lengths, or per-prompt budgets."""
     reqs = []
+    budget = group.prompt.fields.get("max_tokens")  # a row may carry its own length budget
     for j in range(group.size):
         sampling = SamplingConfig(**{**base.__dict__, "n": 1})
+        if budget is not None:
+            sampling.max_tokens, sampling.ignore_eos = int(budget), True
         sampling.seed = sample_seed(base_seed, group.group_id, j)
         reqs.append(SampleRequest(request_id(group.group_id, j), group.prompt.token_ids, sampling))
     return reqs

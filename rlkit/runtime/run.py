@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rlkit.config import RecipeConfig
@@ -132,8 +133,11 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         checkpoint_dir=str(run_dir / "checkpoints"),
     )
     try:
-        ray.get([w.version.remote() for w in workers])  # engines up before the clock starts
-        spine.t_last = __import__("time").perf_counter()
+        # Everything up (engines, DeepSpeed group, reward workers) before the clock starts.
+        ray.get([w.version.remote() for w in workers])
+        trainer.wait_ready()
+        reward_pool.wait_ready()
+        spine.t_last = time.perf_counter()
         (run_sync if cfg.async_.mode == "sync" else run_async)(spine)
         final = spine.save(spine.step)
         log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")

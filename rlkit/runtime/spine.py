@@ -69,6 +69,7 @@ class Spine:
         self.step_tokens = 0
         self.t_last = time.perf_counter()
         self.history: list[dict] = []
+        self._train_t0 = 0.0
 
     # ---- rollout side ----
     def new_group(self) -> tuple[Group, list]:
@@ -128,6 +129,10 @@ class Spine:
         self.reward_futures = pending
         return completed
 
+    def all_generated(self) -> bool:
+        """True when every running group has all its samples (rewards may be pending)."""
+        return all(len(g.samples) == g.size for g in self.running.values())
+
     def abort_stale(self) -> dict[int, list[str]]:
         """Abort running groups that can no longer be trained on; request ids per worker."""
         min_version = self.staleness.min_usable_version(self.step, self.cfg.alpha)
@@ -157,6 +162,7 @@ class Spine:
         if self.cfg.kl_beta > 0:
             for s, lp in zip(samples, ray.get(self.reference.logprobs.remote(samples))):
                 s.ref_logprobs = lp
+        self._train_t0 = time.perf_counter()
         stale = [self.step - g.start_version for g in groups]
         stats.update({"staleness/mean": sum(stale) / len(stale), "staleness/max": max(stale)})
         return self.trainer.train_step_async(samples), stats
@@ -166,6 +172,7 @@ class Spine:
         import ray
 
         metrics = merge_rank_metrics(ray.get(refs))
+        metrics["time/train_s"] = time.perf_counter() - self._train_t0
         self.step += 1
         blob = self.trainer.export_weights_async()
         for w in self.workers:

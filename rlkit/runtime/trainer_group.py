@@ -47,6 +47,9 @@ class TrainerRank:
             return None
         return str(save_hf_folder(state, self.trainer.model_path, out_dir))
 
+    def ready(self) -> bool:
+        return True
+
     def shutdown(self) -> None:
         self.trainer.shutdown()
 
@@ -71,6 +74,12 @@ class TrainerGroup:
         self.world = world
         self.max_len = cfg["max_len"]
         self.ranks = [actor.remote(r, world, port, model_path, cfg) for r in range(world)]
+
+    def wait_ready(self) -> None:
+        """Block until every rank has joined the group and built its engine."""
+        import ray
+
+        ray.get([r.ready.remote() for r in self.ranks])
 
     def train_step_async(self, samples: list[TrainSample]) -> list:
         """Start one training step; returns one ObjectRef of metrics per rank."""
