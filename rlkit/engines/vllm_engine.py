@@ -154,6 +154,16 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self._version = version
 
+    def init_nccl_sync(self, host: str, port: int, rank_offset: int, world_size: int) -> None:
+        """Join the trainer's NCCL weight-update group (GPU only; see weight_sync_nccl)."""
+        self.llm.collective_rpc("rlkit_init_nccl", args=(host, port, rank_offset, world_size))
+
+    def receive_nccl(self, specs: list, version: int) -> None:
+        """Receive one broadcast of the full state dict from trainer rank 0 (GPU only)."""
+        self.llm.collective_rpc("rlkit_receive_nccl", args=(specs,))
+        self.llm.reset_prefix_cache()
+        self._version = version
+
     def next_token_logprobs(
         self, prefixes: Sequence[Sequence[int]], candidates: Sequence[Sequence[int] | None]
     ) -> list[dict[int, float]]:

@@ -44,11 +44,12 @@ def run_sync(sp: Spine) -> list[dict]:
     inflight: dict = {}
     while sp.step < sp.cfg.total_steps:
         new: dict = {}
-        for _ in range(sp.cfg.groups_per_step):
-            group, reqs = sp.new_group()
-            new.setdefault(group.worker, []).extend(reqs)
         t0, t_gen = time.perf_counter(), None
         while len(sp.buffer) < sp.cfg.groups_per_step:
+            # A batch's worth of groups; more when dynamic sampling filtered some out.
+            for _ in range(sp.cfg.groups_per_step - len(sp.buffer) - len(sp.running)):
+                group, reqs = sp.new_group()
+                new.setdefault(group.worker, []).extend(reqs)
             _dispatch(sp, inflight, new, {}, max_wait_s=5.0)
             _collect(sp, inflight, timeout=sp.cfg.poll_s)
             if t_gen is None and not inflight and sp.all_generated():

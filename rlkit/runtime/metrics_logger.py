@@ -61,6 +61,20 @@ class MetricsLogger:
             )
             self._stream.flush()
 
+    def log_eval(self, result: dict[str, Any]) -> None:
+        """One evaluation (keys `eval/<suite>/<metric>`) at training step `result["step"]`."""
+        with open(self.run_dir / "eval.jsonl", "a") as f:
+            f.write(json.dumps(result) + "\n")
+        if self._tb is not None:
+            for k, v in result.items():
+                if k != "step":
+                    self._tb.add_scalar(k, v, int(result["step"]))
+        if self._console:
+            shown = "  ".join(
+                f"{k.split('/')[-1]} {v:.3f}" for k, v in result.items() if k != "step"
+            )
+            self._stream.write(f"[rlkit] eval @ step {result['step']}: {shown}\n")
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:

@@ -68,6 +68,13 @@ class RolloutWorker:
         self.engine.load_weights(blob, version)
         return version
 
+    def init_nccl_sync(self, host: str, port: int, rank_offset: int, world: int) -> None:
+        self.engine.init_nccl_sync(host, port, rank_offset, world)
+
+    def receive_nccl(self, specs: list, version: int) -> int:
+        self.engine.receive_nccl(specs, version)
+        return version
+
     def version(self) -> int:
         return self.engine.version
 

@@ -55,6 +55,13 @@ def spine_settings(cfg: RecipeConfig, eos_id: int):
         poll_s=cfg.async_.poll_s,
         save_every=cfg.trainer.save_every,
         engine_names=(r.engine, f"deepspeed-zero{cfg.trainer.zero_stage}"),
+        weight_sync=cfg.trainer.weight_sync,
+        dynamic_sampling=cfg.algo.dynamic_sampling,
+        algo_names={
+            "algo/advantage": cfg.algo.advantage,
+            "algo/policy_loss": cfg.algo.policy_loss,
+            "algo/agg": cfg.algo.agg,
+        },
     )
 
 
@@ -105,7 +112,8 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     )
     reference = None
     if cfg.algo.kl_beta > 0:
-        reference = ray.remote(num_cpus=0)(ReferenceModel).remote(model_path)
+        env = {"env_vars": cluster.actor_env()}
+        reference = ray.remote(num_cpus=0, runtime_env=env)(ReferenceModel).remote(model_path)
     own_pool = reward_pool is None
     if own_pool:
         rc = cfg.reward
@@ -132,13 +140,18 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         reference=reference,
         checkpoint_dir=str(run_dir / "checkpoints"),
     )
+    if cfg.eval.every > 0:
+        spine.evaluator = start_evaluator(cfg, model_path, engine_kw)
     try:
         # Everything up (engines, DeepSpeed group, reward workers) before the clock starts.
         ray.get([w.version.remote() for w in workers])
         trainer.wait_ready()
+        if cfg.trainer.weight_sync == "nccl":
+            trainer.init_nccl_sync(workers)
         reward_pool.wait_ready()
         spine.t_last = time.perf_counter()
         (run_sync if cfg.async_.mode == "sync" else run_async)(spine)
+        spine.collect_evals(wait=True)
         final = spine.save(spine.step)
         log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
     finally:
@@ -148,6 +161,26 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         trainer.shutdown()
         for w in workers if own_workers else []:
             ray.kill(w)
-        if reference is not None:
-            ray.kill(reference)
+        for actor in (reference, (spine.evaluator or {}).get("actor")):
+            if actor is not None:
+                ray.kill(actor)
     return run_dir
+
+
+def start_evaluator(cfg: RecipeConfig, model_path: str, engine_kw: dict) -> dict:
+    """The eval actor and what it runs (see Spine.maybe_eval)."""
+    import ray
+
+    from rlkit.runtime.cluster import actor_env
+    from rlkit.runtime.eval_worker import EvalWorker
+
+    e = cfg.eval
+    actor = ray.remote(num_cpus=0, runtime_env={"env_vars": actor_env()})(EvalWorker)
+    return {
+        "actor": actor.remote(e.engine, model_path, engine_kw),
+        "every": e.every,
+        "suite": e.suite,
+        "data": e.data,
+        "items": e.items,
+        "settings": dict(e.settings),
+    }

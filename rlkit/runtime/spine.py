@@ -41,6 +41,23 @@ class SpineConfig:
     poll_s: float = 0.05
     save_every: int = 0
     engine_names: tuple[str, str] = ("vllm", "deepspeed")
+    weight_sync: str = "object_store"
+    dynamic_sampling: bool = False
+    algo_names: dict = field(default_factory=dict)  # logged with every step
+
+
+def has_signal(group: Group) -> bool:
+    """DAPO dynamic sampling: a group whose rewards are all equal has zero advantage."""
+    import torch
+
+    from rlkit.algos import dynamic_sampling_filter
+
+    rewards = torch.tensor([s.reward for s in group.samples.values()], dtype=torch.float64)
+    return bool(
+        dynamic_sampling_filter(
+            rewards, torch.zeros(len(rewards), dtype=torch.long)
+        ).keep_mask.all()
+    )
 
 
 class Spine:
@@ -70,6 +87,8 @@ class Spine:
         self.t_last = time.perf_counter()
         self.history: list[dict] = []
         self._train_t0 = 0.0
+        self.evaluator: dict | None = None  # {"actor", "every", "suite", "data", ...}
+        self.pending_evals: list = []
 
     # ---- rollout side ----
     def new_group(self) -> tuple[Group, list]:
@@ -100,7 +119,8 @@ class Spine:
             group.start_version = min(group.start_version, f.start_version)
             group.samples[j] = Sample(j, f.completion, f.start_version)
             self.step_tokens += len(f.completion.token_ids)
-            fut = self.rewards.submit(group.prompt.text, f.completion.text, group.prompt.fields)
+            fields = {**group.prompt.fields, "num_tokens": len(f.completion.token_ids)}
+            fut = self.rewards.submit(group.prompt.text, f.completion.text, fields)
             self.reward_futures.append((group, j, fut))
 
     def poll_rewards(self, wait_s: float = 0.0) -> int:
@@ -123,6 +143,9 @@ class Spine:
             s.reward, s.components, s.reward_failed = res.score, res.components, res.failed
             if group.done and group.group_id in self.running:
                 del self.running[group.group_id]
+                if self.cfg.dynamic_sampling and not has_signal(group):
+                    self.staleness.on_filter()
+                    continue
                 self.staleness.on_finish()
                 self.buffer.put(group)
                 completed += 1
@@ -174,9 +197,14 @@ class Spine:
         metrics = merge_rank_metrics(ray.get(refs))
         metrics["time/train_s"] = time.perf_counter() - self._train_t0
         self.step += 1
-        blob = self.trainer.export_weights_async()
-        for w in self.workers:
-            w.load_weights.remote(blob, self.step)
+        if self.cfg.weight_sync == "nccl":  # GPU: broadcast, receivers run concurrently
+            for w in self.workers:
+                w.receive_nccl.remote(self.trainer.nccl_specs, self.step)
+            self.trainer.broadcast_weights_async()
+        else:
+            blob = self.trainer.export_weights_async()
+            for w in self.workers:
+                w.load_weights.remote(blob, self.step)
         self.worker_version = self.step
         now = time.perf_counter()
         step_s, self.t_last = now - self.t_last, now
@@ -190,15 +218,48 @@ class Spine:
             "throughput/tokens_per_s": self.step_tokens / max(step_s, 1e-9),
             "rollout/aborted_groups": self.staleness.aborted_stale,
             "rollout/dropped_groups": self.staleness.dropped_stale,
+            "rollout/filtered_groups": self.staleness.filtered,
+            **self.cfg.algo_names,
             "engine/rollout": self.cfg.engine_names[0],
             "engine/train": self.cfg.engine_names[1],
         }
         self.step_tokens = 0
         if self.checkpoint_dir and self.cfg.save_every and self.step % self.cfg.save_every == 0:
             self.save(self.step)
+        self.maybe_eval()
+        record.update(self.collect_evals())
         self.logger.log(record)
         self.history.append(record)
         return record
+
+    # ---- evaluation during training ----
+    def maybe_eval(self) -> None:
+        """At eval steps, hand the new weights to the eval actor (runs concurrently)."""
+        ev = self.evaluator
+        if ev is None or self.step % ev["every"]:
+            return
+        blob = self.trainer.export_weights_async()
+        ref = ev["actor"].evaluate.remote(
+            blob, self.step, ev["suite"], ev["data"], ev["items"], ev["settings"]
+        )
+        self.pending_evals.append(ref)
+
+    def collect_evals(self, wait: bool = False) -> dict:
+        """Results of finished evaluations (all of them when `wait`), also to eval.jsonl."""
+        import ray
+
+        if not self.pending_evals:
+            return {}
+        n = len(self.pending_evals) if wait else 0
+        ready, self.pending_evals = ray.wait(
+            self.pending_evals, num_returns=max(n, 1), timeout=None if wait else 0
+        )
+        merged: dict = {}
+        for result in ray.get(ready):
+            self.logger.log_eval(result)
+            merged.update({k: v for k, v in result.items() if k != "step"})
+            merged["eval/step"] = result["step"]
+        return merged
 
     def save(self, step: int) -> str:
         return self.trainer.save(f"{self.checkpoint_dir}/step_{step}")

@@ -35,6 +35,7 @@ class StalenessManager:
     consumed: int = 0
     dropped_stale: int = 0
     aborted_stale: int = 0
+    filtered: int = 0
 
     def capacity(self, worker_version: int) -> int:
         """How many new groups may start at `worker_version` without breaking the bound."""
@@ -57,6 +58,11 @@ class StalenessManager:
         """Finished groups discarded from the buffer as too stale."""
         self.buffered -= n
         self.dropped_stale += n
+
+    def on_filter(self, n: int = 1) -> None:
+        """Finished groups discarded by dynamic sampling (no learning signal); refilled."""
+        self.running -= n
+        self.filtered += n
 
     def on_consume(self, n: int) -> None:
         self.buffered -= n

@@ -50,6 +50,21 @@ class TrainerRank:
     def ready(self) -> bool:
         return True
 
+    def init_nccl_sync(self, host: str, port: int, world_size: int) -> list | None:
+        """GPU only: rank 0 joins the weight-update NCCL group; returns the tensor specs."""
+        from rlkit.engines.weight_sync_nccl import TrainerBroadcaster, tensor_specs
+
+        state = self.trainer.export_state()
+        if state is None:
+            return None
+        self.broadcaster = TrainerBroadcaster(host, port, world_size)
+        return tensor_specs(state)
+
+    def broadcast_weights(self) -> int:
+        """GPU only: every rank gathers (ZeRO-3), rank 0 broadcasts to the rollout workers."""
+        state = self.trainer.export_state()
+        return 0 if state is None else self.broadcaster.broadcast(state)
+
     def shutdown(self) -> None:
         self.trainer.shutdown()
 
@@ -86,6 +101,24 @@ class TrainerGroup:
         norms = global_normalizers(samples, self.max_len)
         shares = split_even(samples, self.world)
         return [r.train_step.remote(s, norms) for r, s in zip(self.ranks, shares)]
+
+    def init_nccl_sync(self, workers: list, tp_size: int = 1) -> None:
+        """GPU only: trainer rank 0 + every worker's TP ranks form one NCCL group."""
+        import ray
+
+        port = free_port()
+        world = 1 + len(workers) * tp_size
+        host = ray.util.get_node_ip_address()  # rank 0's store; single-node in this version
+        joins = [
+            w.init_nccl_sync.remote(host, port, 1 + i * tp_size, world)
+            for i, w in enumerate(workers)
+        ]
+        specs = ray.get([r.init_nccl_sync.remote(host, port, world) for r in self.ranks])[0]
+        ray.get(joins)
+        self.nccl_specs = specs
+
+    def broadcast_weights_async(self) -> list:
+        return [r.broadcast_weights.remote() for r in self.ranks]
 
     def export_weights_async(self):
         """ObjectRef of rank 0's safetensors bytes (all ranks take part in a ZeRO-3 gather)."""
