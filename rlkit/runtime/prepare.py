@@ -101,13 +101,16 @@ def prompt_stream(cfg: RecipeConfig, model_path: str) -> Iterator[Prompt]:
     field = cfg.data.prompt_field
 
     def encode(row: dict) -> tuple[str, list[int]]:
-        text = row[field]
+        # Plain replacement, not str.format: templates contain LaTeX braces like \boxed{}.
+        text = cfg.data.prompt_template.replace("{prompt}", str(row[field]))
         if cfg.model.chat_template:
             ids = tok.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+                [{"role": "user", "content": text}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
             )
-            ids = ids["input_ids"] if isinstance(ids, dict) else ids
-            return text, list(ids)
+            return text, [int(i) for i in ids]
         return text, tok(text, add_special_tokens=False)["input_ids"]
 
     def gen() -> Iterator[Prompt]:
