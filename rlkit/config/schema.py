@@ -114,6 +114,24 @@ class AlgoConfig:
 
 
 @dataclass(frozen=True)
+class CriticConfig:
+    """PPO's value model(s): a DeepSpeed group holding `num_critics` LMs with scalar heads
+    (initialised from `model_path`, default the policy's initial weights). Needed by `gae`."""
+
+    enabled: bool = False
+    num_critics: int = 1
+    model_path: str | None = None
+    world_size: int = 1
+    zero_stage: int = 2
+    lr: float = 5e-6
+    micro_batch_size: int = 16
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    rank_cpus: float = 0.5
+
+
+@dataclass(frozen=True)
 class AsyncConfig:
     """`alpha` is the async ratio: a sample trained at version n started at version >= n - alpha.
     `mode: sync` runs the plain synchronous loop (the reference that alpha = 0 must equal)."""
@@ -175,6 +193,7 @@ class RecipeConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
     async_: AsyncConfig = field(default_factory=AsyncConfig, metadata={"key": "async"})
     reward: RewardConfig = field(default_factory=RewardConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -218,6 +237,27 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
         errs.append(("data.path", "expected a dataset file or hub name when data.kind is 'file'"))
     if cfg.eval.every > 0 and not cfg.eval.data:
         errs.append(("eval.data", "expected a suite data file when eval.every > 0"))
+    if (cfg.algo.advantage == "gae") != cfg.critic.enabled:
+        errs.append(
+            (
+                "critic.enabled",
+                "the `gae` advantage and a critic go together: set "
+                "critic.enabled: true with algo.advantage: gae (and only then)",
+            )
+        )
+    n_critic = cfg.samples_per_step // max(1, cfg.critic.num_critics)
+    if cfg.critic.enabled and (
+        cfg.critic.num_critics < 1
+        or n_critic % cfg.critic.world_size
+        or cfg.rollout.samples_per_prompt % cfg.critic.num_critics
+    ):
+        errs.append(
+            (
+                "critic.num_critics",
+                "expected >= 1 critics dividing samples_per_prompt, "
+                "each critic's share divisible by critic.world_size",
+            )
+        )
     if not cfg.reward.fns:
         errs.append(("reward.fns", "expected at least one reward function"))
     return errs

@@ -101,7 +101,10 @@ def build_batch(
     flat = [(g, g.samples[j]) for g in groups for j in range(g.size)]
     rewards = torch.tensor([s.reward for _, s in flat], dtype=torch.float32)
     gids = torch.tensor([g.group_id for g, _ in flat])
-    adv = compute_advantages(advantage, rewards=rewards, group_ids=gids, **advantage_kw)
+    if advantage == "gae":  # token-level: the controller fills them in from the critic's values
+        adv = torch.zeros_like(rewards)
+    else:
+        adv = compute_advantages(advantage, rewards=rewards, group_ids=gids, **advantage_kw)
     batch = [
         TrainSample(
             prompt_ids=g.prompt.token_ids,

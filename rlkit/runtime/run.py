@@ -56,6 +56,7 @@ def spine_settings(cfg: RecipeConfig, eos_id: int):
         save_every=cfg.trainer.save_every,
         engine_names=(r.engine, f"deepspeed-zero{cfg.trainer.zero_stage}"),
         weight_sync=cfg.trainer.weight_sync,
+        gae_kw={"gamma": cfg.critic.gamma, "lam": cfg.critic.lam},
         dynamic_sampling=cfg.algo.dynamic_sampling,
         algo_names={
             "algo/advantage": cfg.algo.advantage,
@@ -114,6 +115,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     if cfg.algo.kl_beta > 0:
         env = {"env_vars": cluster.actor_env()}
         reference = ray.remote(num_cpus=0, runtime_env=env)(ReferenceModel).remote(model_path)
+    critic = start_critic(cfg, model_path) if cfg.critic.enabled else None
     own_pool = reward_pool is None
     if own_pool:
         rc = cfg.reward
@@ -138,6 +140,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         reward_pool,
         logger,
         reference=reference,
+        critic=critic,
         checkpoint_dir=str(run_dir / "checkpoints"),
     )
     if cfg.eval.every > 0:
@@ -146,6 +149,8 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         # Everything up (engines, DeepSpeed group, reward workers) before the clock starts.
         ray.get([w.version.remote() for w in workers])
         trainer.wait_ready()
+        if critic is not None:
+            critic.wait_ready()
         if cfg.trainer.weight_sync == "nccl":
             trainer.init_nccl_sync(workers)
         reward_pool.wait_ready()
@@ -159,6 +164,8 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         if own_pool:
             reward_pool.close()
         trainer.shutdown()
+        if critic is not None:
+            critic.shutdown()
         for w in workers if own_workers else []:
             ray.kill(w)
         for actor in (reference, (spine.evaluator or {}).get("actor")):
@@ -184,3 +191,29 @@ def start_evaluator(cfg: RecipeConfig, model_path: str, engine_kw: dict) -> dict
         "items": e.items,
         "settings": dict(e.settings),
     }
+
+
+def start_critic(cfg: RecipeConfig, model_path: str):
+    """The critic group (PPO: one value model; AsyPPO: several) on its own DeepSpeed group."""
+    from rlkit.runtime.cluster import actor_env
+    from rlkit.runtime.critic_group import CriticGroup
+
+    c = cfg.critic
+    settings = {
+        "seed": cfg.trainer.seed,
+        "lr": c.lr,
+        "grad_clip": cfg.trainer.grad_clip,
+        "zero_stage": c.zero_stage,
+        "micro_batch_size": c.micro_batch_size,
+        "samples_per_critic": cfg.samples_per_step // c.num_critics,
+        "num_critics": c.num_critics,
+        "value_clip": c.value_clip,
+        "dtype": cfg.model.dtype,
+    }
+    return CriticGroup(
+        c.model_path or model_path,
+        settings,
+        world=c.world_size,
+        rank_cpus=c.rank_cpus,
+        env=actor_env(),
+    )

@@ -43,6 +43,7 @@ class SpineConfig:
     engine_names: tuple[str, str] = ("vllm", "deepspeed")
     weight_sync: str = "object_store"
     dynamic_sampling: bool = False
+    gae_kw: dict = field(default_factory=lambda: {"gamma": 1.0, "lam": 0.95})
     algo_names: dict = field(default_factory=dict)  # logged with every step
 
 
@@ -71,9 +72,11 @@ class Spine:
         logger,
         *,
         reference=None,
+        critic=None,
         checkpoint_dir: str | None = None,
     ):
         self.cfg, self.workers, self.trainer, self.reference = cfg, workers, trainer, reference
+        self.critic = critic
         self.prompts, self.rewards, self.logger = prompts, rewards, logger
         self.checkpoint_dir = checkpoint_dir
         self.staleness = StalenessManager(cfg.alpha, cfg.groups_per_step)
@@ -188,13 +191,49 @@ class Spine:
         self._train_t0 = time.perf_counter()
         stale = [self.step - g.start_version for g in groups]
         stats.update({"staleness/mean": sum(stale) / len(stale), "staleness/max": max(stale)})
-        return self.trainer.train_step_async(samples), stats
+        refs = []
+        if self.critic is not None:
+            refs = self._critic_step(sorted(groups, key=lambda g: g.group_id), samples, stats)
+        return refs + self.trainer.train_step_async(samples), stats
+
+    def _critic_step(self, groups: list[Group], samples: list, stats: dict) -> list:
+        """PPO with a critic: values -> GAE advantages into `samples`; start the critic step."""
+        import torch
+
+        from rlkit.algos import gae_returns, masked_whiten
+
+        values = self.critic.values(samples)  # [critic][sample][token]
+        n_critics, lengths = len(values), [len(s.response_ids) for s in samples]
+        width = max(lengths)
+        mask = torch.tensor([[t < n for t in range(width)] for n in lengths])
+        v = torch.zeros((len(samples), width))
+        for i, n in enumerate(lengths):
+            v[i, :n] = (
+                torch.tensor(values[0][i])
+                if n_critics == 1
+                else torch.tensor([values[m][i] for m in range(n_critics)]).mean(0)
+            )
+        rewards = torch.tensor([g.samples[j].reward for g in groups for j in range(g.size)])
+        adv, ret = gae_returns(rewards, v, mask, **self.cfg.gae_kw)
+        adv = masked_whiten(adv, mask)
+        for i, (s, n) in enumerate(zip(samples, lengths)):
+            s.advantage = adv[i, :n].tolist()
+        stats["critic/value_mean"] = float(v[mask].mean())
+        stats["critic/return_mean"] = float(ret[mask].mean())
+        returns = [ret[i, :n].tolist() for i, n in enumerate(lengths)]
+        return self.critic.train_async(samples, returns, values, [g.size for g in groups])
 
     def finish_train(self, refs: list, stats: dict) -> dict:
         """Collect the step's metrics, bump the version, send the new weights, log."""
         import ray
 
-        metrics = merge_rank_metrics(ray.get(refs))
+        results = ray.get(refs)
+        n_critic = len(results) - self.trainer.world
+        metrics = merge_rank_metrics(results[n_critic:])
+        if n_critic:
+            metrics.update(
+                {k: sum(r[k] for r in results[:n_critic]) / n_critic for k in results[0]}
+            )
         metrics["time/train_s"] = time.perf_counter() - self._train_t0
         self.step += 1
         if self.cfg.weight_sync == "nccl":  # GPU: broadcast, receivers run concurrently

@@ -79,7 +79,11 @@ def test_missing_field_error_names_file_line_row_field(tmp_path):
     from rlkit.data.arithmetic import load_prompt_dataset
 
     path = tmp_path / "bad.jsonl"
-    lines = [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2=", "answer": "4"}, {"prompt": "3+3="}]
+    lines = [
+        {"prompt": "1+1=", "answer": "2"},
+        {"prompt": "2+2=", "answer": "4"},
+        {"prompt": "3+3="},
+    ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     with pytest.raises(DatasetFormatError) as err:
         load_prompt_dataset(path)

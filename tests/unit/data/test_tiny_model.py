@@ -52,7 +52,12 @@ def test_restricted_alphabet_shrinks_vocab():
 
 
 def test_saved_folder_has_configs_with_eos_and_pad(model_dir):
-    for name in ("tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.json",
+        "generation_config.json",
+    ):
         assert (model_dir / name).is_file(), name
     cfg = json.loads((model_dir / "config.json").read_text())
     gen = json.loads((model_dir / "generation_config.json").read_text())
