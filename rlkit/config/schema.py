@@ -19,7 +19,7 @@ class TinyModelConfig:
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 2
-    intermediate_size: int = 256
+    intermediate_size: int = 512
     seed: int = 0
 
 
@@ -64,8 +64,13 @@ class SFTConfig:
     """Optional supervised warm-start before RL (plain torch, single process)."""
 
     steps: int = 0
-    lr: float = 3e-3
+    lr: float = 1e-3
     batch_size: int = 32
+    num_rows: int = 4000
+    # Share of demonstrations answering without the required \boxed{} (see
+    # rlkit.data.arithmetic.with_sft_targets): the reward then starts low and GRPO has a
+    # format decision to learn; 0 = every demonstration boxed.
+    unboxed_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,7 @@ class AsyncConfig:
 class RewardFnConfig:
     fn: str = "rewards.math:accuracy"
     weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)  # knobs passed to the function
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,34 @@ def format_target(row: dict[str, Any]) -> str:
     return "\\boxed{" + str(row["answer"]) + "}"
 
 
+def with_sft_targets(
+    rows: Sequence[dict[str, Any]], *, unboxed_rate: float, seed: int
+) -> list[dict[str, Any]]:
+    """Copies of rows with a "target" field: the bare answer ("19") with probability
+    `unboxed_rate`, else format_target(row) ("\\boxed{19}"); deterministic given `seed`.
+
+    Why: the quickstart's warm start imitates demonstrations that use the required `\\boxed{}`
+    format only part of the time, like a base model that often answers in its own format. The
+    reward counts only boxed answers, so the SFT policy's reward starts low and GRPO visibly
+    raises it by learning the format, a decision shared by every prompt (fast to learn), on top
+    of sharpening the answers. sft_warm_start uses row["target"] when present.
+    """
+    if not 0.0 <= unboxed_rate <= 1.0:
+        raise ValueError(f"unboxed_rate must be in [0, 1], got {unboxed_rate}")
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        bare = rng.random() < unboxed_rate
+        out.append({**row, "target": str(row["answer"]) if bare else format_target(row)})
+    return out
+
+
+def sft_target(row: dict[str, Any]) -> str:
+    """The SFT completion of a row: its "target" field if set, else format_target(row)."""
+    target = row.get("target")
+    return target if target is not None else format_target(row)
+
+
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as JSON Lines (one object per line, UTF-8); create parent dirs; return path."""
     out = Path(path)

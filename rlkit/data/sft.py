@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlkit.data.arithmetic import format_target
+from rlkit.data.arithmetic import format_target, sft_target
 
 SFT_INFO_FILE = "sft_info.json"
 
@@ -117,11 +117,14 @@ def sft_warm_start(
     target_accuracy: float | None = None,
     eval_rows: Sequence[dict[str, Any]] | None = None,
     eval_every: int = 50,
-    target_fn: Callable[[dict[str, Any]], str] = format_target,
+    target_fn: Callable[[dict[str, Any]], str] = sft_target,
     num_threads: int | None = None,
     log: Callable[[str], None] | None = print,
 ) -> Path:
     """Fine-tune the HF model in `model_dir` on rows' (prompt -> target_fn(row) + EOS); save it.
+
+    The default target is row["target"] when present (see arithmetic.with_sft_targets), else
+    "\\boxed{answer}".
 
     AdamW (fp32, weight decay 0), constant lr, `steps` batches of `batch_size`. If
     `target_accuracy` is set, greedy exact-match accuracy on `eval_rows` (default: the first 64

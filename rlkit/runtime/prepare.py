@@ -28,6 +28,7 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
     from rlkit.engines.model_io import check_model_dir
 
     m = cfg.model
+    _forget_stale_preparation(cfg, run_dir)
     if m.kind == "path":
         base = check_model_dir(m.path)
     elif m.kind == "smollm2":
@@ -54,16 +55,19 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
     if (out / "config.json").is_file():
         log(f"[rlkit] reusing SFT warm-start {out}")
         return str(out)
-    from rlkit.data.arithmetic import make_arithmetic_dataset
+    from rlkit.data.arithmetic import make_arithmetic_dataset, with_sft_targets
     from rlkit.data.sft import sft_warm_start
 
-    rows = (
-        load_rows(cfg)
-        if cfg.data.kind == "file"
-        else make_arithmetic_dataset(
-            4000, seed=cfg.data.seed + 1, max_operand=cfg.data.max_operand, ops=cfg.data.ops
+    if cfg.data.kind == "file":
+        rows = load_rows(cfg)
+    else:  # fresh problems, not the RL prompts (another seed)
+        rows = make_arithmetic_dataset(
+            cfg.sft.num_rows,
+            seed=cfg.data.seed + 1,
+            max_operand=cfg.data.max_operand,
+            ops=cfg.data.ops,
         )
-    )
+    rows = with_sft_targets(rows, unboxed_rate=cfg.sft.unboxed_rate, seed=cfg.seed)
     log(f"[rlkit] SFT warm-start: {cfg.sft.steps} steps")
     sft_warm_start(
         base,
@@ -76,6 +80,22 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
         log=log,
     )
     return str(out)
+
+
+def _forget_stale_preparation(cfg: RecipeConfig, run_dir: Path) -> None:
+    """Built/SFT models under the run dir are reused only if made from the same settings."""
+    import json
+    import shutil
+
+    key = json.dumps(
+        {k: to_dict(getattr(cfg, k)) for k in ("model", "data", "sft", "seed")}, sort_keys=True
+    )
+    stamp = run_dir / "prepared.json"
+    if stamp.is_file() and stamp.read_text() == key:
+        return
+    for name in ("base_model", "sft_model"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    stamp.write_text(key)
 
 
 def load_rows(cfg: RecipeConfig) -> list[dict]:

@@ -120,7 +120,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     if own_pool:
         rc = cfg.reward
         reward_pool = RewardPool(
-            [{"fn": f.fn, "weight": f.weight} for f in rc.fns],
+            [{"fn": f.fn, "weight": f.weight, "kwargs": dict(f.kwargs)} for f in rc.fns],
             timeout_s=rc.timeout_s,
             fallback=rc.fallback,
             num_workers=rc.num_workers,

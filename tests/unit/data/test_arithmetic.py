@@ -109,3 +109,18 @@ def test_custom_fields_checked(tmp_path):
     path = write_jsonl([{"prompt": "x", "answer": "1"}], tmp_path / "a.jsonl")
     with pytest.raises(DatasetFormatError, match="'history'"):
         load_prompt_dataset(path, fields=("prompt", "history"))
+
+
+def test_with_sft_targets_mixes_formats_at_the_given_rate():
+    from rlkit.data.arithmetic import sft_target, with_sft_targets
+
+    rows = make_arithmetic_dataset(2000, seed=0)
+    mixed = with_sft_targets(rows, unboxed_rate=0.7, seed=4)
+    assert mixed == with_sft_targets(rows, unboxed_rate=0.7, seed=4)
+    bare = [m for m in mixed if m["target"] == m["answer"]]
+    boxed = [m for m in mixed if m["target"] == format_target(m)]
+    assert len(bare) + len(boxed) == len(rows)
+    assert 0.65 < len(bare) / len(rows) < 0.75
+    assert all(sft_target(m) == m["target"] for m in mixed)
+    assert sft_target(rows[0]) == format_target(rows[0])  # no "target": boxed
+    assert "target" not in rows[0]  # inputs untouched
