@@ -9,21 +9,16 @@ policy loss.
 
 from __future__ import annotations
 
-import os
 import time
 
 from rlkit.engines.train_batch import TrainSample, chunks, collate
 
 
 class DeepSpeedCritics:
-    def __init__(self, rank: int, world: int, port: int, model_path: str, cfg: dict):
-        os.environ.update(
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            RANK=str(rank),
-            WORLD_SIZE=str(world),
-            LOCAL_RANK="0",
-        )
+    def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
+        from rlkit.runtime.rank_group import set_rank_env
+
+        set_rank_env(rank, world, addr, port)
         import deepspeed
         import torch
 

@@ -9,7 +9,6 @@ gradient-accumulation scaling is switched off (`scale_wrt_gas=False`) for the sa
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -34,14 +33,10 @@ def ds_config(zero_stage: int, micro_batch: int, grad_accum: int, world: int, cf
 class DeepSpeedPolicyTrainer:
     """Holds the model and DeepSpeed engine of one rank; `train_step` runs one optimizer step."""
 
-    def __init__(self, rank: int, world: int, port: int, model_path: str, cfg: dict):
-        os.environ.update(
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            RANK=str(rank),
-            WORLD_SIZE=str(world),
-            LOCAL_RANK="0",
-        )
+    def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
+        from rlkit.runtime.rank_group import set_rank_env
+
+        set_rank_env(rank, world, addr, port)
         import deepspeed
         import torch
         from transformers import AutoModelForCausalLM

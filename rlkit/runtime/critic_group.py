@@ -9,22 +9,19 @@ critics on the returns while the policy trains.
 from __future__ import annotations
 
 from rlkit.engines.train_batch import TrainSample, split_even
-from rlkit.runtime.trainer_group import free_port
+from rlkit.runtime.rank_group import RankActor, start_rank_group, stop_rank_group
 
 
-class CriticRank:
+class CriticRank(RankActor):
     """Ray actor body of one critic rank."""
 
-    def __init__(self, rank: int, world: int, port: int, model_path: str, cfg: dict):
+    def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
         import torch
 
         torch.set_num_threads(1)
         from rlkit.engines.critic_engine import DeepSpeedCritics
 
-        self.critics = DeepSpeedCritics(rank, world, port, model_path, cfg)
-
-    def ready(self) -> bool:
-        return True
+        self.critics = DeepSpeedCritics(rank, world, addr, port, model_path, cfg)
 
     def values(self, samples: list[TrainSample]) -> list:
         return self.critics.values(samples)
@@ -49,17 +46,15 @@ def critic_subsets(group_sizes: list[int], num_critics: int) -> list[list[int]]:
 
 class CriticGroup:
     def __init__(self, model_path: str, cfg: dict, *, world: int, rank_cpus: float, env: dict):
-        import ray
-
-        actor = ray.remote(num_cpus=rank_cpus, runtime_env={"env_vars": env})(CriticRank)
-        port = free_port()
         self.world, self.num_critics = world, cfg["num_critics"]
-        self.ranks = [actor.remote(r, world, port, model_path, cfg) for r in range(world)]
+        self.ranks, self._setup = start_rank_group(
+            CriticRank, world, rank_cpus, env, model_path, cfg
+        )
 
     def wait_ready(self) -> None:
         import ray
 
-        ray.get([r.ready.remote() for r in self.ranks])
+        ray.get(self._setup)
 
     def values(self, samples: list[TrainSample]) -> list[list[list[float]]]:
         """[critic][sample][token] values (each rank scores an equal share)."""
@@ -87,10 +82,4 @@ class CriticGroup:
         ]
 
     def shutdown(self) -> None:
-        import ray
-
-        try:
-            ray.get([r.shutdown.remote() for r in self.ranks], timeout=60)
-        finally:
-            for r in self.ranks:
-                ray.kill(r)
+        stop_rank_group(self.ranks)

@@ -7,28 +7,20 @@ is the same however the step is split (docs/batch_sizes.md).
 
 from __future__ import annotations
 
-import socket
-
 from rlkit.engines.train_batch import TrainSample, split_even
+from rlkit.runtime.rank_group import RankActor, start_rank_group, stop_rank_group
 
 
-def free_port() -> int:
-    """A free loopback TCP port for the group's rendezvous (one per group, never shared)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class TrainerRank(RankActor):
+    """Ray actor body of one rank (created by TrainerGroup through start_rank_group)."""
 
-
-class TrainerRank:
-    """Ray actor body of one rank (created through `ray.remote` in TrainerGroup)."""
-
-    def __init__(self, rank: int, world: int, port: int, model_path: str, cfg: dict):
+    def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
         import torch
 
         torch.set_num_threads(1)
         from rlkit.engines.deepspeed_engine import DeepSpeedPolicyTrainer
 
-        self.trainer = DeepSpeedPolicyTrainer(rank, world, port, model_path, cfg)
+        self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
 
     def train_step(self, samples: list[TrainSample], norms: dict) -> dict:
         return self.trainer.train_step(samples, norms)
@@ -46,9 +38,6 @@ class TrainerRank:
         if state is None:
             return None
         return str(save_hf_folder(state, self.trainer.model_path, out_dir))
-
-    def ready(self) -> bool:
-        return True
 
     def init_nccl_sync(self, host: str, port: int, world_size: int) -> list | None:
         """GPU only: rank 0 joins the weight-update NCCL group; returns the tensor specs."""
@@ -82,19 +71,17 @@ class TrainerGroup:
     """Creates the rank actors and fans a step out to them."""
 
     def __init__(self, model_path: str, cfg: dict, *, world: int, rank_cpus: float, env: dict):
-        import ray
-
-        actor = ray.remote(num_cpus=rank_cpus, runtime_env={"env_vars": env})(TrainerRank)
-        port = free_port()
         self.world = world
         self.max_len = cfg["max_len"]
-        self.ranks = [actor.remote(r, world, port, model_path, cfg) for r in range(world)]
+        self.ranks, self._setup = start_rank_group(
+            TrainerRank, world, rank_cpus, env, model_path, cfg
+        )
 
     def wait_ready(self) -> None:
         """Block until every rank has joined the group and built its engine."""
         import ray
 
-        ray.get([r.ready.remote() for r in self.ranks])
+        ray.get(self._setup)
 
     def train_step_async(self, samples: list[TrainSample]) -> list:
         """Start one training step; returns one ObjectRef of metrics per rank."""
@@ -106,9 +93,8 @@ class TrainerGroup:
         """GPU only: trainer rank 0 + every worker's TP ranks form one NCCL group."""
         import ray
 
-        port = free_port()
         world = 1 + len(workers) * tp_size
-        host = ray.util.get_node_ip_address()  # rank 0's store; single-node in this version
+        host, port = ray.get(self.ranks[0].rendezvous.remote())  # rank 0 hosts the store
         joins = [
             w.init_nccl_sync.remote(host, port, 1 + i * tp_size, world)
             for i, w in enumerate(workers)
@@ -131,13 +117,7 @@ class TrainerGroup:
         return ray.get([r.save.remote(out_dir) for r in self.ranks])[0]
 
     def shutdown(self) -> None:
-        import ray
-
-        try:
-            ray.get([r.shutdown.remote() for r in self.ranks], timeout=60)
-        finally:
-            for r in self.ranks:
-                ray.kill(r)
+        stop_rank_group(self.ranks)
 
 
 def merge_rank_metrics(per_rank: list[dict]) -> dict:

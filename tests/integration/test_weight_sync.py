@@ -8,7 +8,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def _group(tiny_model, zero_stage):
+def _group(tiny_model, zero_stage, lora=False):
     from rlkit.runtime.cluster import actor_env
     from rlkit.runtime.trainer_group import TrainerGroup
 
@@ -22,7 +22,13 @@ def _group(tiny_model, zero_stage):
         "samples_per_step": 4,
         "dtype": "float32",
         "max_len": 8,
-        "lora": {"enabled": False},
+        "lora": {
+            "enabled": lora,
+            "r": 4,
+            "alpha": 8,
+            "dropout": 0.0,
+            "target_modules": ["q_proj", "v_proj"],
+        },
         "algo": {
             "policy_loss": "ppo",
             "loss_kw": {},
@@ -34,8 +40,10 @@ def _group(tiny_model, zero_stage):
     return TrainerGroup(tiny_model, cfg, world=2, rank_cpus=0.5, env=actor_env())
 
 
-@pytest.mark.parametrize("zero_stage", [2, 3])
-def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, zero_stage):
+@pytest.mark.parametrize(
+    "zero_stage, lora", [(2, False), (3, False), (2, True)], ids=["zero2", "zero3", "zero2-lora"]
+)
+def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, zero_stage, lora):
     import ray
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,7 +57,7 @@ def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, z
     greedy = SamplingConfig(temperature=0.0, max_tokens=8)
     before = ray.get(vllm_worker.generate.remote([prompt], greedy))[0][0].token_ids
     samples = [TrainSample(prompt, before[:4], [-1.0] * 4, adv) for adv in (1.0, -1.0, 0.5, -0.5)]
-    group = _group(tiny_model, zero_stage)
+    group = _group(tiny_model, zero_stage, lora)
     try:
         ray.get(group.train_step_async(samples))
         ray.get(vllm_worker.load_weights.remote(group.export_weights_async(), 1))

@@ -21,7 +21,7 @@ def test_nccl_broadcast_into_vllm(tmp_path):
     from rlkit.engines.rollout_protocol import SamplingConfig
     from rlkit.engines.vllm_engine import VLLMEngine
     from rlkit.engines.weight_sync_nccl import TrainerBroadcaster, tensor_specs
-    from rlkit.runtime.trainer_group import free_port
+    from rlkit.runtime.rank_group import free_port
 
     path = str(build_tiny_model(tmp_path / "m", seed=0))
     engine = VLLMEngine(path, gpu_memory_utilization=0.3)
