@@ -24,6 +24,9 @@ def _train(argv: list[str]) -> int:
 
     try:
         train(cfg)
+    except ConfigError as exc:
+        print(f"rlkit: config error: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:
         print(f"rlkit: {exc}", file=sys.stderr)
         return 2

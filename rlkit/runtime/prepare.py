@@ -13,6 +13,22 @@ from rlkit.config import RecipeConfig, to_dict
 from rlkit.runtime.groups import Prompt
 
 
+def check_inputs(cfg: RecipeConfig) -> None:
+    """Files the recipe names must exist before anything is created or started."""
+    from rlkit.config import ConfigError
+
+    if cfg.model.kind == "path" and not (Path(cfg.model.path) / "config.json").is_file():
+        raise ConfigError("model.path", f"no HF model folder (config.json) at {cfg.model.path}")
+    looks_local = cfg.data.path and (
+        cfg.data.path.endswith((".jsonl", ".json", ".parquet"))
+        or cfg.data.path.startswith((".", "/"))
+    )
+    if cfg.data.kind == "file" and looks_local and not Path(cfg.data.path).exists():
+        raise ConfigError("data.path", f"file not found: {cfg.data.path}")
+    if cfg.eval.every > 0 and not Path(cfg.eval.data).exists():
+        raise ConfigError("eval.data", f"file not found: {cfg.eval.data}")
+
+
 def make_run_dir(cfg: RecipeConfig) -> Path:
     """`runs/<name>/` with the resolved config; metrics of an earlier run of that name go."""
     run_dir = Path(cfg.logging.runs_dir) / cfg.name

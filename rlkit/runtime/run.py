@@ -81,6 +81,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     from rlkit.runtime.spine import Spine
     from rlkit.runtime.trainer_group import ReferenceModel, TrainerGroup
 
+    prepare.check_inputs(cfg)
     run_dir = prepare.make_run_dir(cfg)
     model_path = prepare.prepare_model(cfg, run_dir, log=log)
     eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id

@@ -77,3 +77,35 @@ def test_cli_reports_config_error_before_starting(capsys):
     assert main(["train", "recipes/quickstart.yaml", "trainer.lrr=1"]) == 2
     err = capsys.readouterr().err
     assert "trainer.lrr: unknown key" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_model_path_fails_before_anything_is_written(tmp_path, capsys):
+    from rlkit.cli import main
+
+    args = [
+        "train",
+        "recipes/quickstart.yaml",
+        "model.kind=path",
+        f"model.path={tmp_path / 'nope'}",
+        f"logging.runs_dir={tmp_path / 'runs'}",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rlkit: config error: model.path:") and "nope" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_missing_dataset_file_is_named(tmp_path, capsys):
+    from rlkit.cli import main
+
+    args = [
+        "train",
+        "recipes/quickstart.yaml",
+        "data.kind=file",
+        f"data.path={tmp_path / 'rows.jsonl'}",
+        f"logging.runs_dir={tmp_path / 'runs'}",
+    ]
+    assert main(args) == 2
+    assert "data.path: file not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

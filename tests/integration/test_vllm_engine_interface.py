@@ -1,0 +1,50 @@
+"""The rollout engine interface on a real vLLM worker: constrained beam search over an item trie
+(ReRe: beams ranked by full-vocabulary logprobs of allowed tokens) and prefill-only scoring."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TITLES = ["Alien", "Aliens", "Heat", "Up", "Brazil", "Her"]
+
+
+def test_constrained_beam_search_and_scoring(tiny_model, vllm_worker):
+    import ray
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlkit.runtime.cluster import reset_workers
+    from rollouts.item_trie import ItemTrie
+
+    reset_workers([vllm_worker], tiny_model)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    trie = ItemTrie.from_tokenizer(tok, TITLES, eos_token_id=tok.eos_token_id)
+    prompt = tok("History: Heat, Up. Next:", add_special_tokens=False)["input_ids"]
+    beams = ray.get(vllm_worker.beam_search.remote([prompt], 4, 16, trie.make_allowed_fn()))[0]
+    titles = [trie.decode_item(b.token_ids) for b in beams]
+    assert len(beams) == 4 and None not in titles and len(set(titles)) == 4
+    assert [b.score for b in beams] == sorted((b.score for b in beams), reverse=True)
+    # Scores are sums of full-vocabulary (not renormalised) logprobs: recompute with transformers
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    for beam in beams:
+        ids = torch.tensor([prompt + beam.token_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+        want = sum(logp[len(prompt) - 1 + k, t].item() for k, t in enumerate(beam.token_ids))
+        assert beam.score == pytest.approx(want, abs=1e-3)
+    # prefill-only scoring of given token sequences (prompt logprobs)
+    seq = prompt + beams[0].token_ids
+    (scored,) = ray.get(vllm_worker.score.remote([seq], [len(prompt)]))
+    assert scored == pytest.approx(
+        [logp_k for logp_k in _hf_token_logprobs(model, seq, len(prompt))], abs=1e-3
+    )
+
+
+def _hf_token_logprobs(model, seq, start):
+    import torch
+
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([seq])).logits[0, :-1].float(), -1)
+    return [logp[i - 1, seq[i]].item() for i in range(start, len(seq))]
