@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlkit.config import RecipeConfig
 from rlkit.engines.rollout_protocol import SamplingConfig
@@ -66,67 +68,130 @@ def spine_settings(cfg: RecipeConfig, eos_id: int):
     )
 
 
-def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Path:
-    """Run a recipe end to end; returns the run directory.
+@dataclass
+class Components:
+    """Everything a run starts; `stop` ends what this run owns."""
 
-    `workers` lets a caller (tests, sweeps) reuse running rollout workers: their weights are
-    reset to the run's initial model and version 0 instead of starting new engines (~40 s)."""
-    import ray
-    from transformers import AutoTokenizer
+    workers: list
+    trainer: Any
+    rewards: Any
+    reference: Any = None
+    critic: Any = None
+    evaluator: dict | None = None
+    own_workers: bool = True
+    own_rewards: bool = True
 
-    from rlkit.rewards import RewardPool
-    from rlkit.runtime import cluster, prepare
-    from rlkit.runtime.loops import run_async, run_sync
-    from rlkit.runtime.metrics_logger import MetricsLogger
-    from rlkit.runtime.spine import Spine
-    from rlkit.runtime.trainer_group import ReferenceModel, TrainerGroup
+    def wait_ready(self, cfg: RecipeConfig) -> None:
+        """Engines, DeepSpeed groups and reward workers up (before the clock starts)."""
+        import ray
 
-    prepare.check_inputs(cfg)
-    run_dir = prepare.make_run_dir(cfg)
-    model_path = prepare.prepare_model(cfg, run_dir, log=log)
-    eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id
-    prompts = prepare.prompt_stream(cfg, model_path)
-    cluster.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_mb)
+        ray.get([w.version.remote() for w in self.workers])
+        self.trainer.wait_ready()
+        if self.critic is not None:
+            self.critic.wait_ready()
+        if cfg.trainer.weight_sync == "nccl":
+            self.trainer.init_nccl_sync(self.workers)
+        self.rewards.wait_ready()
+
+    def stop(self) -> None:
+        import ray
+
+        if self.own_rewards:
+            self.rewards.close()
+        self.trainer.shutdown()
+        if self.critic is not None:
+            self.critic.shutdown()
+        actors = [self.reference, (self.evaluator or {}).get("actor")]
+        actors += self.workers if self.own_workers else []
+        for actor in actors:
+            if actor is not None:
+                ray.kill(actor)
+
+
+def engine_settings(cfg: RecipeConfig) -> dict:
     r = cfg.rollout
-    engine_kw = {
+    return {
         "max_model_len": r.max_model_len,
         "kv_cache_gib": r.kv_cache_gib,
         "seed": cfg.seed,
         "dtype": cfg.model.dtype,
     }
-    log(
-        f"[rlkit] starting {r.num_workers} {r.engine} rollout worker(s) and a "
-        f"{cfg.trainer.world_size}-rank DeepSpeed ZeRO-{cfg.trainer.zero_stage} group"
-    )
-    own_workers = workers is None
-    if own_workers:
-        workers = cluster.start_rollout_workers(
-            r.engine, model_path, r.num_workers, r.worker_cpus, engine_kw
+
+
+def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -> Components:
+    """Rollout workers (or reset the given ones), trainer group, reference, critic, rewards."""
+    import ray
+
+    from rlkit.rewards import RewardPool
+    from rlkit.runtime import cluster
+    from rlkit.runtime.trainer_group import ReferenceModel, TrainerGroup
+
+    r, env = cfg.rollout, cluster.actor_env()
+    if workers is None:
+        workers, own_workers = (
+            cluster.start_rollout_workers(
+                r.engine, model_path, r.num_workers, r.worker_cpus, engine_settings(cfg)
+            ),
+            True,
         )
     else:
         cluster.reset_workers(workers, model_path)
+        own_workers = False
     trainer = TrainerGroup(
         model_path,
         trainer_settings(cfg),
         world=cfg.trainer.world_size,
         rank_cpus=cfg.trainer.rank_cpus,
-        env=cluster.actor_env(),
+        env=env,
     )
     reference = None
     if cfg.algo.kl_beta > 0:
-        env = {"env_vars": cluster.actor_env()}
-        reference = ray.remote(num_cpus=0, runtime_env=env)(ReferenceModel).remote(model_path)
-    critic = start_critic(cfg, model_path) if cfg.critic.enabled else None
-    own_pool = reward_pool is None
-    if own_pool:
+        actor = ray.remote(num_cpus=0, runtime_env={"env_vars": env})(ReferenceModel)
+        reference = actor.remote(model_path)
+    if reward_pool is None:
         rc = cfg.reward
-        reward_pool = RewardPool(
-            [{"fn": f.fn, "weight": f.weight, "kwargs": dict(f.kwargs)} for f in rc.fns],
+        specs = [{"fn": f.fn, "weight": f.weight, "kwargs": dict(f.kwargs)} for f in rc.fns]
+        pool = RewardPool(
+            specs,
             timeout_s=rc.timeout_s,
             fallback=rc.fallback,
             num_workers=rc.num_workers,
             mode=rc.mode,
         )
+    return Components(
+        workers,
+        trainer,
+        reward_pool or pool,
+        reference,
+        critic=start_critic(cfg, model_path) if cfg.critic.enabled else None,
+        evaluator=start_evaluator(cfg, model_path) if cfg.eval.every > 0 else None,
+        own_workers=own_workers,
+        own_rewards=reward_pool is None,
+    )
+
+
+def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Path:
+    """Run a recipe end to end; returns the run directory.
+
+    `workers` lets a caller (tests, sweeps) reuse running rollout workers: their weights are
+    reset to the run's initial model and version 0 instead of starting new engines (~40 s)."""
+    from transformers import AutoTokenizer
+
+    from rlkit.runtime import cluster, prepare
+    from rlkit.runtime.loops import run_async, run_sync
+    from rlkit.runtime.metrics_logger import MetricsLogger
+    from rlkit.runtime.spine import Spine
+
+    prepare.check_inputs(cfg)
+    run_dir = prepare.make_run_dir(cfg)
+    model_path = prepare.prepare_model(cfg, run_dir, log=log)
+    eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id
+    cluster.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_mb)
+    log(
+        f"[rlkit] starting {cfg.rollout.num_workers} {cfg.rollout.engine} rollout worker(s) "
+        f"and a {cfg.trainer.world_size}-rank DeepSpeed ZeRO-{cfg.trainer.zero_stage} group"
+    )
+    parts = start_components(cfg, model_path, workers, reward_pool)
     logger = MetricsLogger(
         run_dir,
         tensorboard=cfg.logging.tensorboard,
@@ -135,26 +200,18 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     )
     spine = Spine(
         spine_settings(cfg, eos_id),
-        workers,
-        trainer,
-        prompts,
-        reward_pool,
+        parts.workers,
+        parts.trainer,
+        prepare.prompt_stream(cfg, model_path),
+        parts.rewards,
         logger,
-        reference=reference,
-        critic=critic,
+        reference=parts.reference,
+        critic=parts.critic,
         checkpoint_dir=str(run_dir / "checkpoints"),
     )
-    if cfg.eval.every > 0:
-        spine.evaluator = start_evaluator(cfg, model_path, engine_kw)
+    spine.evaluator = parts.evaluator
     try:
-        # Everything up (engines, DeepSpeed group, reward workers) before the clock starts.
-        ray.get([w.version.remote() for w in workers])
-        trainer.wait_ready()
-        if critic is not None:
-            critic.wait_ready()
-        if cfg.trainer.weight_sync == "nccl":
-            trainer.init_nccl_sync(workers)
-        reward_pool.wait_ready()
+        parts.wait_ready(cfg)
         spine.t_last = time.perf_counter()
         (run_sync if cfg.async_.mode == "sync" else run_async)(spine)
         spine.collect_evals(wait=True)
@@ -162,20 +219,11 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
     finally:
         logger.close()
-        if own_pool:
-            reward_pool.close()
-        trainer.shutdown()
-        if critic is not None:
-            critic.shutdown()
-        for w in workers if own_workers else []:
-            ray.kill(w)
-        for actor in (reference, (spine.evaluator or {}).get("actor")):
-            if actor is not None:
-                ray.kill(actor)
+        parts.stop()
     return run_dir
 
 
-def start_evaluator(cfg: RecipeConfig, model_path: str, engine_kw: dict) -> dict:
+def start_evaluator(cfg: RecipeConfig, model_path: str) -> dict:
     """The eval actor and what it runs (see Spine.maybe_eval)."""
     import ray
 
@@ -185,7 +233,7 @@ def start_evaluator(cfg: RecipeConfig, model_path: str, engine_kw: dict) -> dict
     e = cfg.eval
     actor = ray.remote(num_cpus=0, runtime_env={"env_vars": actor_env()})(EvalWorker)
     return {
-        "actor": actor.remote(e.engine, model_path, engine_kw),
+        "actor": actor.remote(e.engine, model_path, engine_settings(cfg)),
         "every": e.every,
         "suite": e.suite,
         "data": e.data,
