@@ -220,6 +220,9 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     finally:
         logger.close()
         parts.stop()
+    from rlkit.runtime.plots import plot_run
+
+    plot_run(run_dir)
     return run_dir
 
 

@@ -83,7 +83,7 @@ def test_alpha2_bounded_staleness_and_run_outputs(tmp_path, tiny_model, vllm_wor
     evals = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
     assert sorted(e["step"] for e in evals) == [2, 4]  # run in parallel with training
     assert all(0.0 <= e["eval/gsm8k/pass@1"] <= 1.0 for e in evals)
-    assert (run / "config.yaml").is_file()
+    assert (run / "config.yaml").is_file() and (run / "curves.png").stat().st_size > 0
     assert list((run / "tb").glob("events.out.tfevents.*"))
     for step in (2, 4):
         ckpt = run / "checkpoints" / f"step_{step}"
