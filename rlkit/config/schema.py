@@ -114,6 +114,7 @@ class AlgoConfig:
     ] = "token-mean"
     kl_beta: float = 0.0
     kl_kind: Literal["k1", "k2", "k3", "low_var_kl"] = "k3"
+    kl_in_reward: bool = False  # KL subtracted from the reward instead of a loss term
     entropy_coef: float = 0.0  # entropy bonus: loss -= coef * aggregate(H)
     dynamic_sampling: bool = False  # DAPO: drop groups with identical rewards, sample more
 

@@ -29,7 +29,7 @@ def trainer_settings(cfg: RecipeConfig) -> dict:
             "policy_loss": a.policy_loss,
             "loss_kw": dict(a.loss_kw),
             "agg": a.agg,
-            "kl_beta": a.kl_beta,
+            "kl_beta": 0.0 if a.kl_in_reward else a.kl_beta,
             "kl_kind": a.kl_kind,
         },
     }
@@ -54,6 +54,8 @@ def spine_settings(cfg: RecipeConfig, eos_id: int):
         advantage=cfg.algo.advantage,
         advantage_kw=dict(cfg.algo.advantage_kw),
         kl_beta=cfg.algo.kl_beta,
+        kl_kind=cfg.algo.kl_kind,
+        kl_in_reward=cfg.algo.kl_in_reward,
         poll_s=cfg.async_.poll_s,
         save_every=cfg.trainer.save_every,
         engine_names=(r.engine, f"deepspeed-zero{cfg.trainer.zero_stage}"),

@@ -38,6 +38,8 @@ class SpineConfig:
     advantage: str
     advantage_kw: dict = field(default_factory=dict)
     kl_beta: float = 0.0
+    kl_kind: str = "k3"
+    kl_in_reward: bool = False
     poll_s: float = 0.05
     save_every: int = 0
     engine_names: tuple[str, str] = ("vllm", "deepspeed")
@@ -189,18 +191,35 @@ class Spine:
             for s, lp in zip(samples, ray.get(self.reference.logprobs.remote(samples))):
                 s.ref_logprobs = lp
         self._train_t0 = time.perf_counter()
+        groups = sorted(groups, key=lambda g: g.group_id)  # the order of `samples`
         stale = [self.step - g.start_version for g in groups]
         stats.update({"staleness/mean": sum(stale) / len(stale), "staleness/max": max(stale)})
+        penalties = self._kl_in_reward(groups, samples, stats) if self.cfg.kl_in_reward else None
         refs = []
         if self.critic is not None:
-            refs = self._critic_step(sorted(groups, key=lambda g: g.group_id), samples, stats)
+            refs = self._critic_step(groups, samples, stats, penalties)
         return refs + self.trainer.train_step_async(samples), stats
 
-    def _critic_step(self, groups: list[Group], samples: list, stats: dict) -> list:
+    def _kl_in_reward(self, groups: list[Group], samples: list, stats: dict) -> list:
+        """β·KL per token subtracted from the reward (rlkit.runtime.kl_reward)."""
+        from rlkit.runtime.kl_reward import apply_to_outcome_advantages, kl_token_penalties
+
+        penalties = kl_token_penalties(samples, self.cfg.kl_kind, self.cfg.kl_beta)
+        if self.critic is None:
+            rewards = [g.samples[j].reward for g in groups for j in range(g.size)]
+            gids = [g.group_id for g in groups for _ in range(g.size)]
+            stats["kl/reward_penalty"] = apply_to_outcome_advantages(
+                samples, rewards, gids, penalties, self.cfg.advantage, self.cfg.advantage_kw
+            )
+        return penalties
+
+    def _critic_step(
+        self, groups: list[Group], samples: list, stats: dict, penalties: list | None = None
+    ) -> list:
         """PPO with a critic: values -> GAE advantages into `samples`; start the critic step."""
         import torch
 
-        from rlkit.algos import gae_returns, masked_whiten
+        from rlkit.algos import gae_returns, masked_whiten, place_at_last_token
 
         values = self.critic.values(samples)  # [critic][sample][token]
         n_critics, lengths = len(values), [len(s.response_ids) for s in samples]
@@ -213,7 +232,11 @@ class Spine:
                 if n_critics == 1
                 else torch.tensor([values[m][i] for m in range(n_critics)]).mean(0)
             )
-        rewards = torch.tensor([g.samples[j].reward for g in groups for j in range(g.size)])
+        rewards = place_at_last_token(
+            torch.tensor([g.samples[j].reward for g in groups for j in range(g.size)]), mask
+        )
+        for i, pen in enumerate(penalties or []):  # KL in the reward: -β·k_t at every token
+            rewards[i, : len(pen)] -= torch.tensor(pen, dtype=rewards.dtype)
         adv, ret = gae_returns(rewards, v, mask, **self.cfg.gae_kw)
         adv = masked_whiten(adv, mask)
         for i, (s, n) in enumerate(zip(samples, lengths)):

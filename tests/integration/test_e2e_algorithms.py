@@ -15,7 +15,7 @@ from tests.integration.conftest import tiny_recipe
 pytestmark = pytest.mark.slow
 
 FAMILIES = [
-    {"advantage": "rloo", "policy_loss": "cispo"},
+    {"advantage": "rloo", "policy_loss": "cispo", "kl_beta": 0.05, "kl_in_reward": True},
     {"advantage": "dr_grpo", "policy_loss": "gspo", "agg": "seq-mean-token-sum-norm"},
     {
         "advantage": "reinforce_pp",
@@ -51,7 +51,9 @@ def test_family_runs(tmp_path, tiny_model, vllm_worker, algo):
         assert r["algo/policy_loss"] == algo["policy_loss"]
         assert math.isfinite(r["loss"]) and math.isfinite(r["reward/mean"])
         assert math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0
-        if algo.get("kl_beta"):
+        if algo.get("kl_in_reward"):  # KL shapes the reward, no KL loss term
+            assert r["kl/reward_penalty"] >= 0 and "kl/mean" not in r
+        elif algo.get("kl_beta"):
             assert math.isfinite(r["kl/mean"]) and r["kl/mean"] >= -1e-6
         if algo.get("dynamic_sampling"):
             assert "rollout/filtered_groups" in r and r["reward/std"] > 0
