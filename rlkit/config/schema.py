@@ -95,6 +95,8 @@ class TrainerConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 16
+    mini_batches: int = 1  # optimizer steps per pass over a training step's samples
+    ppo_epochs: int = 1  # passes over them; > 1 update: π_old is recomputed first
     total_steps: int = 20
     save_every: int = 0
     rank_cpus: float = 0.5
@@ -236,6 +238,17 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
                 "trainer.world_size",
                 f"prompts_per_step*samples_per_prompt = {cfg.samples_per_step} must be divisible "
                 f"by world_size {cfg.trainer.world_size}",
+            )
+        )
+    per_update = cfg.trainer.world_size * max(1, cfg.trainer.mini_batches)
+    if cfg.trainer.mini_batches < 1 or cfg.trainer.ppo_epochs < 1:
+        errs.append(("trainer.mini_batches", "mini_batches and ppo_epochs must be >= 1"))
+    elif cfg.trainer.mini_batches > 1 and cfg.samples_per_step % per_update:
+        errs.append(
+            (
+                "trainer.mini_batches",
+                f"samples per step {cfg.samples_per_step} must be "
+                f"divisible by world_size * mini_batches = {per_update}",
             )
         )
     if cfg.model.kind == "path" and not cfg.model.path:

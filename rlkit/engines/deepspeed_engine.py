@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from rlkit.engines.model_io import apply_lora, check_model_dir, merged_state_dict
-from rlkit.engines.train_batch import TrainSample, chunks, collate, token_logprobs
+from rlkit.engines.train_batch import TrainSample, chunks, collate, split_even, token_logprobs
 
 
 def ds_config(zero_stage: int, micro_batch: int, grad_accum: int, world: int, cfg: dict) -> dict:
@@ -46,9 +46,11 @@ class DeepSpeedPolicyTrainer:
         self.model_path = str(check_model_dir(model_path))
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
-        per_rank = cfg["samples_per_step"] // world
-        self.micro = min(cfg["micro_batch_size"], per_rank)
-        self.grad_accum = -(-per_rank // self.micro)
+        # PPO-style: `mini_batches` optimizer steps per epoch, `ppo_epochs` passes per step.
+        self.minis, self.epochs = cfg.get("mini_batches", 1), cfg.get("ppo_epochs", 1)
+        per_mini = cfg["samples_per_step"] // world // self.minis
+        self.micro = min(cfg["micro_batch_size"], per_mini)
+        self.grad_accum = -(-per_mini // self.micro)
         dsc = ds_config(cfg["zero_stage"], self.micro, self.grad_accum, world, cfg)
         dtype = torch.bfloat16 if cfg.get("dtype") == "bfloat16" else torch.float32
         if cfg["zero_stage"] == 3:
@@ -65,52 +67,79 @@ class DeepSpeedPolicyTrainer:
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=dsc)
         self.pad_id = model.config.pad_token_id or 0
 
-    def train_step(self, samples: list[TrainSample], norms: dict[str, float]) -> dict[str, Any]:
-        """One optimizer step on this rank's share; `norms` are the global normalisers."""
+    def train_step(self, samples: list[TrainSample], norms: list[dict]) -> dict[str, Any]:
+        """`ppo_epochs` x `mini_batches` optimizer steps on this rank's share.
+
+        `norms[k]` are the global normalisers of mini-batch k (all ranks' k-th chunks).  With a
+        single update π_old = π_θ before it; with several, π_old is recomputed first (no grad)."""
+        t0 = time.perf_counter()
+        self.engine.train()
+        if self.minis * self.epochs > 1:
+            self._fill_old_logprobs(samples)
+        totals: dict[str, float] = {}
+        updates = self.epochs * self.minis
+        for _ in range(self.epochs):
+            for k, mini in enumerate(split_even(samples, self.minis)):
+                micro_batches = chunks(mini, self.micro)
+                for mb in micro_batches:
+                    loss, metrics = self._micro_step(mb, norms[k], len(micro_batches))
+                    totals["loss/share"] = totals.get("loss/share", 0.0) + loss / updates
+                    for key, v in metrics.items():
+                        totals[key] = totals.get(key, 0.0) + v / len(micro_batches) / updates
+        totals["grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        totals["time/train_rank_s"] = time.perf_counter() - t0
+        return totals
+
+    def _fill_old_logprobs(self, samples: list[TrainSample]) -> None:
+        """π_old of every response token, before any update of this step."""
+        import torch
+
+        self.engine.eval()
+        for mb in chunks(samples, self.micro):
+            batch = collate(mb, self.pad_id)
+            with torch.no_grad():
+                logp, _ = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
+            for i, s in enumerate(mb):
+                lo = len(s.prompt_ids) - 1
+                s.old_logprobs = logp[i, lo : lo + len(s.response_ids)].tolist()
+        self.engine.train()
+
+    def _micro_step(self, mb: list[TrainSample], norms: dict, n_micro: int):
+        """Forward, loss (policy + optional KL and entropy terms), backward, step."""
         import torch
 
         from rlkit.algos import aggregate, entropy_from_logits, kl_penalty, policy_loss
 
-        t0 = time.perf_counter()
         algo = self.cfg["algo"]
-        self.engine.train()
-        totals: dict[str, float] = {}
-        micro_batches = chunks(samples, self.micro)
-        for mb in micro_batches:
-            batch = collate(mb, self.pad_id)
-            logp, logits = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
-            mask = batch["response_mask"]
-            loss, metrics = policy_loss(
-                algo["policy_loss"],
-                logprobs=logp,
-                old_logprobs=logp.detach(),  # one update per step: π_old = π_θ before the step
-                advantages=batch["advantages"],
-                mask=mask,
-                behavior_logprobs=batch["behavior_logprobs"],
-                agg=algo["agg"],
-                **norms,
-                **algo["loss_kw"],
+        batch = collate(mb, self.pad_id)
+        logp, logits = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
+        mask = batch["response_mask"]
+        old = batch.get("old_logprobs", logp.detach())
+        loss, metrics = policy_loss(
+            algo["policy_loss"],
+            logprobs=logp,
+            old_logprobs=old,
+            advantages=batch["advantages"],
+            mask=mask,
+            behavior_logprobs=batch["behavior_logprobs"],
+            agg=algo["agg"],
+            **norms,
+            **algo["loss_kw"],
+        )
+        if algo["kl_beta"] > 0:
+            kl_share = aggregate(
+                kl_penalty(algo["kl_kind"], logp, batch["ref_logprobs"]), mask, algo["agg"], **norms
             )
-            if algo["kl_beta"] > 0:
-                kl = kl_penalty(algo["kl_kind"], logp, batch["ref_logprobs"])
-                kl_share = aggregate(kl, mask, algo["agg"], **norms)
-                loss = loss + algo["kl_beta"] * kl_share
-                metrics["kl/mean"] = float(kl_share.detach()) * len(micro_batches)
-            if algo.get("entropy_coef", 0.0):
-                ent = entropy_from_logits(logits)
-                loss = loss - algo["entropy_coef"] * aggregate(ent, mask, algo["agg"], **norms)
-            else:
-                with torch.no_grad():
-                    ent = entropy_from_logits(logits)
-            metrics["entropy/mean"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
-            self.engine.backward(loss * self.world, scale_wrt_gas=False)
-            self.engine.step()
-            totals["loss/share"] = totals.get("loss/share", 0.0) + float(loss.detach())
-            for k, v in metrics.items():
-                totals[k] = totals.get(k, 0.0) + float(v) / len(micro_batches)
-        totals["grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
-        totals["time/train_rank_s"] = time.perf_counter() - t0
-        return totals
+            loss = loss + algo["kl_beta"] * kl_share
+            metrics["kl/mean"] = float(kl_share.detach()) * n_micro
+        with torch.set_grad_enabled(bool(algo.get("entropy_coef", 0.0))):
+            ent = entropy_from_logits(logits)
+        if algo.get("entropy_coef", 0.0):
+            loss = loss - algo["entropy_coef"] * aggregate(ent, mask, algo["agg"], **norms)
+        metrics["entropy/mean"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
+        self.engine.backward(loss * self.world, scale_wrt_gas=False)
+        self.engine.step()
+        return float(loss.detach()), metrics
 
     def export_state(self) -> dict | None:
         """The full state dict on rank 0 (gathered under ZeRO-3; every rank must call this)."""

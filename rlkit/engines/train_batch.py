@@ -23,6 +23,7 @@ class TrainSample:
     behavior_logprobs: list[float]
     advantage: float | list[float]
     ref_logprobs: list[float] | None = None
+    old_logprobs: list[float] | None = None  # π_old, filled by the trainer for PPO epochs
 
 
 def collate(samples: list[TrainSample], pad_id: int = 0) -> dict[str, torch.Tensor]:
@@ -35,6 +36,7 @@ def collate(samples: list[TrainSample], pad_id: int = 0) -> dict[str, torch.Tens
     behavior = torch.zeros((b, L - 1))
     adv = torch.zeros((b, L - 1))
     ref = torch.zeros((b, L - 1))
+    old = torch.zeros((b, L - 1)) if samples[0].old_logprobs is not None else None
     for i, s in enumerate(samples):
         row = s.prompt_ids + s.response_ids
         input_ids[i, : len(row)] = torch.tensor(row)
@@ -45,7 +47,9 @@ def collate(samples: list[TrainSample], pad_id: int = 0) -> dict[str, torch.Tens
         adv[i, lo:hi] = torch.as_tensor(s.advantage, dtype=torch.float32)
         if s.ref_logprobs is not None:
             ref[i, lo:hi] = torch.tensor(s.ref_logprobs, dtype=torch.float32)
-    return {
+        if old is not None:
+            old[i, lo:hi] = torch.tensor(s.old_logprobs, dtype=torch.float32)
+    batch = {
         "input_ids": input_ids,
         "attention_mask": attn,
         "response_mask": mask,
@@ -53,6 +57,9 @@ def collate(samples: list[TrainSample], pad_id: int = 0) -> dict[str, torch.Tens
         "advantages": adv,
         "ref_logprobs": ref,
     }
+    if old is not None:
+        batch["old_logprobs"] = old
+    return batch
 
 
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor):

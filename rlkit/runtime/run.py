@@ -21,6 +21,8 @@ def trainer_settings(cfg: RecipeConfig) -> dict:
         "grad_clip": t.grad_clip,
         "zero_stage": t.zero_stage,
         "micro_batch_size": t.micro_batch_size,
+        "mini_batches": t.mini_batches,
+        "ppo_epochs": t.ppo_epochs,
         "samples_per_step": cfg.samples_per_step,
         "dtype": cfg.model.dtype,
         "max_len": cfg.rollout.max_tokens,

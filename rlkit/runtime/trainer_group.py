@@ -22,7 +22,7 @@ class TrainerRank(RankActor):
 
         self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
 
-    def train_step(self, samples: list[TrainSample], norms: dict) -> dict:
+    def train_step(self, samples: list[TrainSample], norms: list[dict]) -> dict:
         return self.trainer.train_step(samples, norms)
 
     def export_weights(self) -> bytes | None:
@@ -73,6 +73,7 @@ class TrainerGroup:
     def __init__(self, model_path: str, cfg: dict, *, world: int, rank_cpus: float, env: dict):
         self.world = world
         self.max_len = cfg["max_len"]
+        self.mini_batches = cfg.get("mini_batches", 1)
         self.ranks, self._setup = start_rank_group(
             TrainerRank, world, rank_cpus, env, model_path, cfg
         )
@@ -85,8 +86,13 @@ class TrainerGroup:
 
     def train_step_async(self, samples: list[TrainSample]) -> list:
         """Start one training step; returns one ObjectRef of metrics per rank."""
-        norms = global_normalizers(samples, self.max_len)
         shares = split_even(samples, self.world)
+        # mini-batch k = every rank's k-th chunk of its share; normalised by its own counts
+        minis = [split_even(share, self.mini_batches) for share in shares]
+        norms = [
+            global_normalizers([s for rank in minis for s in rank[k]], self.max_len)
+            for k in range(self.mini_batches)
+        ]
         return [r.train_step.remote(s, norms) for r, s in zip(self.ranks, shares)]
 
     def init_nccl_sync(self, workers: list, tp_size: int = 1) -> None:

@@ -33,13 +33,15 @@ def test_family_runs(tmp_path, tiny_model, vllm_worker, algo):
     from rlkit.runtime.run import train
 
     with_critic = algo["advantage"] == "gae"
+    epochs = algo["advantage"] == "rloo"
     critic = {"enabled": with_critic, "num_critics": 2, "lr": 1e-3, "micro_batch_size": 4}
     recipe = tiny_recipe(
         tmp_path,
         name=algo["advantage"],
         algo=algo,
         critic=critic,
-        trainer={"total_steps": 2},
+        # rloo/cispo also runs PPO-style: 2 epochs x 2 mini-batches (π_old recomputed first)
+        trainer={"total_steps": 2, **({"mini_batches": 2, "ppo_epochs": 2} if epochs else {})},
         **{"async": {"alpha": 1}},
     )
     recipe["model"]["path"] = tiny_model
@@ -51,6 +53,8 @@ def test_family_runs(tmp_path, tiny_model, vllm_worker, algo):
         assert r["algo/policy_loss"] == algo["policy_loss"]
         assert math.isfinite(r["loss"]) and math.isfinite(r["reward/mean"])
         assert math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0
+        if epochs:  # later updates see a policy that moved: ratios leave 1
+            assert r["pg/ratio_max"] > 1 + 1e-6 or r["pg/ratio_min"] < 1 - 1e-6
         if algo.get("kl_in_reward"):  # KL shapes the reward, no KL loss term
             assert r["kl/reward_penalty"] >= 0 and "kl/mean" not in r
         elif algo.get("kl_beta"):
