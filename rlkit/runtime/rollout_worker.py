@@ -34,8 +34,6 @@ class RolloutWorker:
         from rlkit.engines import make_rollout_engine
 
         self.engine = make_rollout_engine(engine_kind, model_path, **engine_kw)
-        self.busy_s = 0.0
-        self.tokens = 0
 
     def run(self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5) -> list:
         """Add `new`, abort `abort_ids`, step until something finishes or `max_wait_s` passes."""
@@ -49,8 +47,6 @@ class RolloutWorker:
             finished += self.engine.step()
             if time.perf_counter() - t0 > max_wait_s:
                 break
-        self.busy_s += time.perf_counter() - t0
-        self.tokens += sum(len(f.completion.token_ids) for f in finished)
         return finished
 
     def num_unfinished(self) -> int:
@@ -77,12 +73,6 @@ class RolloutWorker:
 
     def version(self) -> int:
         return self.engine.version
-
-    def stats(self) -> dict:
-        """Busy seconds and generated tokens since the last call (then reset)."""
-        out = {"busy_s": self.busy_s, "tokens": self.tokens}
-        self.busy_s, self.tokens = 0.0, 0
-        return out
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig) -> list:
         return self.engine.generate(prompts, sampling)
