@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +150,9 @@ def prompt_stream(cfg: RecipeConfig, model_path: str) -> Iterator[Prompt]:
             return text, [int(i) for i in ids]
         return text, tok(text, add_special_tokens=False)["input_ids"]
 
+    budget = cfg.rollout.max_model_len - cfg.rollout.max_tokens
+    skipped: set[int] = set()
+
     def gen() -> Iterator[Prompt]:
         rng = random.Random(cfg.data.seed)
         index = itertools.count()
@@ -157,6 +161,20 @@ def prompt_stream(cfg: RecipeConfig, model_path: str) -> Iterator[Prompt]:
             rng.shuffle(order)
             for i in order:
                 text, ids = encode(rows[i])
+                if len(ids) > budget:  # one over-long row must not stop the run
+                    if i not in skipped:
+                        skipped.add(i)
+                        print(
+                            f"[rlkit] skipping dataset row {i}: prompt of {len(ids)} tokens "
+                            f"leaves no room for {cfg.rollout.max_tokens} new tokens in "
+                            f"rollout.max_model_len={cfg.rollout.max_model_len}",
+                            file=sys.stderr,
+                        )
+                    if len(skipped) == len(rows):
+                        raise ValueError(
+                            "every prompt is longer than rollout.max_model_len - rollout.max_tokens"
+                        )
+                    continue
                 fields = {k: v for k, v in rows[i].items() if k != field}
                 yield Prompt(next(index), text, ids, fields)
 

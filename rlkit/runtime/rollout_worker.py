@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from rlkit.engines.rollout_protocol import SamplingConfig
+from rlkit.engines.rollout_protocol import Completion, SamplingConfig
+from rlkit.engines.vllm_engine import FinishedRequest
 
 
 @dataclass
@@ -40,9 +41,15 @@ class RolloutWorker:
         t0 = time.perf_counter()
         if abort_ids:
             self.engine.abort(abort_ids)
-        for req in new:
-            self.engine.add(req.request_id, req.prompt_ids, req.sampling)
         finished = []
+        for req in new:
+            try:
+                self.engine.add(req.request_id, req.prompt_ids, req.sampling)
+            except Exception as exc:  # a bad request is reported, not fatal to the worker
+                failed = Completion(
+                    [], [], text=f"{type(exc).__name__}: {exc}"[:300], finish_reason="error"
+                )
+                finished.append(FinishedRequest(req.request_id, failed, self.engine.version))
         while self.engine.num_unfinished() and not (finished and time.perf_counter() - t0 > 0.01):
             finished += self.engine.step()
             if time.perf_counter() - t0 > max_wait_s:

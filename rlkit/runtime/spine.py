@@ -7,6 +7,7 @@ The two loops in `rlkit.runtime.loops` only decide *when* to call these operatio
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class Spine:
         self._train_t0 = 0.0
         self.evaluator: dict | None = None  # {"actor", "every", "suite", "data", ...}
         self.pending_evals: list = []
+        self.failed_groups = 0
 
     # ---- rollout side ----
     def new_group(self) -> tuple[Group, list]:
@@ -121,12 +123,29 @@ class Spine:
             group = self.running.get(gid)
             if group is None or f.completion.finish_reason == "abort":
                 continue  # its group was aborted as too stale
+            if f.completion.finish_reason == "error":  # the engine refused the request
+                self._drop_failed(group, f.completion.text)
+                continue
             group.start_version = min(group.start_version, f.start_version)
             group.samples[j] = Sample(j, f.completion, f.start_version)
             self.step_tokens += len(f.completion.token_ids)
             fields = {**group.prompt.fields, "num_tokens": len(f.completion.token_ids)}
             fut = self.rewards.submit(group.prompt.text, f.completion.text, fields)
             self.reward_futures.append((group, j, fut))
+
+    def _drop_failed(self, group: Group, error: str) -> None:
+        """A group the engine could not serve is dropped, counted, logged once; a new one
+        takes its slot."""
+        del self.running[group.group_id]
+        self.staleness.on_filter()
+        self.failed_groups += 1
+        self.reward_futures = [t for t in self.reward_futures if t[0] is not group]
+        if self.failed_groups == 1:
+            print(
+                f"[rlkit] dropping a group the rollout engine refused ({error}); further "
+                f"ones are counted in rollout/failed_groups",
+                file=sys.stderr,
+            )
 
     def poll_rewards(self, wait_s: float = 0.0) -> int:
         """Move groups whose every sample is generated and rewarded into the buffer."""
@@ -280,7 +299,8 @@ class Spine:
             "throughput/tokens_per_s": self.step_tokens / max(step_s, 1e-9),
             "rollout/aborted_groups": self.staleness.aborted_stale,
             "rollout/dropped_groups": self.staleness.dropped_stale,
-            "rollout/filtered_groups": self.staleness.filtered,
+            "rollout/filtered_groups": self.staleness.filtered - self.failed_groups,
+            "rollout/failed_groups": self.failed_groups,
             **self.cfg.algo_names,
             "engine/rollout": self.cfg.engine_names[0],
             "engine/train": self.cfg.engine_names[1],

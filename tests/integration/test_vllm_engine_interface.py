@@ -48,3 +48,20 @@ def _hf_token_logprobs(model, seq, start):
     with torch.no_grad():
         logp = torch.log_softmax(model(torch.tensor([seq])).logits[0, :-1].float(), -1)
     return [logp[i - 1, seq[i]].item() for i in range(start, len(seq))]
+
+
+def test_refused_request_is_reported_not_fatal(tiny_model, vllm_worker):
+    import ray
+
+    from rlkit.engines.rollout_protocol import SamplingConfig
+    from rlkit.runtime.rollout_worker import SampleRequest
+
+    too_long = SampleRequest("0:0", [5] * 400, SamplingConfig(max_tokens=4))  # > max_model_len
+    fine = SampleRequest("1:0", [5, 6, 7], SamplingConfig(max_tokens=4, seed=1))
+    done = []
+    done += ray.get(vllm_worker.run.remote([too_long, fine], [], 5.0))
+    while len(done) < 2:
+        done += ray.get(vllm_worker.run.remote([], [], 5.0))
+    by_id = {f.request_id: f.completion for f in done}
+    assert by_id["0:0"].finish_reason == "error" and by_id["0:0"].text
+    assert by_id["1:0"].finish_reason in ("stop", "length") and by_id["1:0"].token_ids
