@@ -47,9 +47,25 @@ def merged_state_dict(model) -> dict:
         model.unmerge_adapter()
     else:
         state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    state = with_lm_head(state)
+    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def with_lm_head(state: dict) -> dict:
+    """Add a (cloned) `lm_head.weight` for tied embeddings: vLLM's reload expects it."""
     if "lm_head.weight" not in state and "model.embed_tokens.weight" in state:
         state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
-    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+    return state
+
+
+def load_folder_state(model_dir: str | Path) -> dict:
+    """The full state dict of an HF folder's safetensors shards (with `lm_head.weight`)."""
+    from safetensors.torch import load_file
+
+    state: dict = {}
+    for shard in sorted(Path(model_dir).glob("*.safetensors")):
+        state.update(load_file(str(shard)))
+    return with_lm_head(state)
 
 
 def state_dict_to_bytes(state: dict) -> bytes:

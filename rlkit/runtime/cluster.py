@@ -66,16 +66,9 @@ def start_rollout_workers(kind: str, model_path: str, n: int, cpus: float, engin
 def reset_workers(workers: list, model_path: str) -> None:
     """Load the weights of `model_path` into running workers and set their version to 0."""
     import ray
-    from safetensors.torch import load_file
 
-    from rlkit.engines.model_io import state_dict_to_bytes
+    from rlkit.engines.model_io import load_folder_state, state_dict_to_bytes
 
-    files = sorted(__import__("pathlib").Path(model_path).glob("*.safetensors"))
-    state = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    if "lm_head.weight" not in state and "model.embed_tokens.weight" in state:
-        state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
-    blob = ray.put(state_dict_to_bytes(state))
+    blob = ray.put(state_dict_to_bytes(load_folder_state(model_path)))
     ray.get([w.abort_all.remote() for w in workers])
     ray.get([w.load_weights.remote(blob, 0) for w in workers])

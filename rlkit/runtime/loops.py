@@ -32,9 +32,11 @@ def _collect(sp: Spine, inflight: dict, timeout: float, extra: list | None = Non
     refs = list(inflight.values()) + list(extra or [])
     if not refs:
         return
-    ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+    ray.wait(refs, num_returns=1, timeout=timeout)
+    calls = list(inflight.values())
+    done = set(ray.wait(calls, num_returns=len(calls), timeout=0)[0]) if calls else set()
     for w, ref in list(inflight.items()):
-        if ref in ready or ref in ray.wait([ref], timeout=0)[0]:
+        if ref in done:
             sp.on_finished(ray.get(ref))
             del inflight[w]
 

@@ -152,10 +152,11 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
     if cfg.algo.kl_beta > 0:
         actor = ray.remote(num_cpus=0, runtime_env={"env_vars": env})(ReferenceModel)
         reference = actor.remote(model_path)
-    if reward_pool is None:
+    own_rewards = reward_pool is None
+    if own_rewards:
         rc = cfg.reward
         specs = [{"fn": f.fn, "weight": f.weight, "kwargs": dict(f.kwargs)} for f in rc.fns]
-        pool = RewardPool(
+        reward_pool = RewardPool(
             specs,
             timeout_s=rc.timeout_s,
             fallback=rc.fallback,
@@ -165,12 +166,12 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
     return Components(
         workers,
         trainer,
-        reward_pool or pool,
+        reward_pool,
         reference,
         critic=start_critic(cfg, model_path) if cfg.critic.enabled else None,
         evaluator=start_evaluator(cfg, model_path) if cfg.eval.every > 0 else None,
         own_workers=own_workers,
-        own_rewards=reward_pool is None,
+        own_rewards=own_rewards,
     )
 
 
