@@ -33,6 +33,7 @@ from rlkit.algos.registry import (
     register_advantage,
     register_policy_loss,
 )
+from rlkit.algos.vps import answer_beliefs, segment_boundaries, vps_metrics
 
 __all__ = [
     "ADVANTAGES",
@@ -44,6 +45,7 @@ __all__ = [
     "FixedKLController",
     "UnknownNameError",
     "aggregate",
+    "answer_beliefs",
     "apply_kl_to_rewards",
     "compute_advantages",
     "compute_normalizers",
@@ -62,5 +64,7 @@ __all__ = [
     "policy_loss",
     "register_advantage",
     "register_policy_loss",
+    "segment_boundaries",
     "value_loss",
+    "vps_metrics",
 ]
