@@ -39,6 +39,12 @@ class Registry(dict):
         self.kind = kind
 
     def __missing__(self, name: str) -> Any:
+        """A `module:function` or `path/to/file.py:function` spec loads user code (cached)."""
+        if isinstance(name, str) and ":" in name:
+            from rlkit.plugins import load_callable
+
+            self[name] = load_callable(name, kind=self.kind)
+            return self[name]
         raise UnknownNameError(self.kind, name, self.keys())
 
     def register(self, name: str, *, override: bool = False) -> Callable[[F], F]:
@@ -55,6 +61,8 @@ class Registry(dict):
 
 ADVANTAGES: Registry = Registry("advantage estimator")
 POLICY_LOSSES: Registry = Registry("policy loss")
+LOSS_TERMS: Registry = Registry("loss term")
+TOKEN_HOOKS: Registry = Registry("trainer token hook")
 
 
 def register_advantage(name: str, *, override: bool = False) -> Callable[[F], F]:
@@ -70,3 +78,15 @@ def register_policy_loss(name: str, *, override: bool = False) -> Callable[[F], 
     bool [B, T], metrics dict)``; :func:`rlkit.algos.policy_loss` aggregates and adds ``pg/loss``.
     """
     return POLICY_LOSSES.register(name, override=override)
+
+
+def register_loss_term(name: str, *, override: bool = False) -> Callable[[F], F]:
+    """Register a loss term ``fn(ctx: LossContext, **knobs) -> (scalar loss, metrics)``
+    (see rlkit.algos.loss_terms); the trainer adds ``weight * loss`` of every configured term."""
+    return LOSS_TERMS.register(name, override=override)
+
+
+def register_token_hook(name: str, *, override: bool = False) -> Callable[[F], F]:
+    """Register a trainer-side token-weight hook factory ``fn(**knobs) -> TokenHook`` (see
+    rlkit.algos.loss_terms.TokenHook): it reads the training forward and adds detached streams."""
+    return TOKEN_HOOKS.register(name, override=override)

@@ -82,6 +82,10 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_tokens: int = 16
+    # How a prompt becomes a group (rlkit.runtime.strategies): `sample` (G seeded requests) or
+    # a registered name / `path/to/file.py:Class`; `strategy_kw` are its knobs.
+    strategy: str = "sample"
+    strategy_kw: dict[str, Any] = field(default_factory=dict)
     kv_cache_gib: float = 1.0
     worker_cpus: float = 1.0
     max_model_len: int = 256
@@ -92,6 +96,9 @@ class TrainerConfig:
     world_size: int = 2
     zero_stage: int = 2
     lr: float = 1e-4
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0  # training steps of linear warmup from 0 to lr
+    min_lr_ratio: float = 0.0  # linear/cosine decay floor, as a fraction of lr
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 16
@@ -119,6 +126,15 @@ class AlgoConfig:
     kl_in_reward: bool = False  # KL subtracted from the reward instead of a loss term
     entropy_coef: float = 0.0  # entropy bonus: loss -= coef * aggregate(H)
     dynamic_sampling: bool = False  # DAPO: drop groups with identical rewards, sample more
+    # The loss as explicit terms `{term, weight, kwargs}` (rlkit.algos.loss_terms); empty =
+    # policy + KL (kl_beta) + entropy (entropy_coef) from the keys above.
+    loss_terms: list[dict[str, Any]] = field(default_factory=list)
+    # Trainer-side hook adding detached per-token streams from the training forward.
+    token_hook: str | None = None
+    token_hook_kw: dict[str, Any] = field(default_factory=dict)
+    # Extra credit stages (rlkit.credit) run before the advantage stage, by name or path.
+    credit: list[str] = field(default_factory=list)
+    credit_kw: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

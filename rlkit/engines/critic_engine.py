@@ -15,29 +15,35 @@ from rlkit.engines.train_batch import TrainSample, chunks, collate
 
 
 class DeepSpeedCritics:
-    def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
+    """The critics of one rank; `cfg` is the whole RecipeConfig (its `critic` section rules)."""
+
+    def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
         from rlkit.runtime.rank_group import set_rank_env
 
         set_rank_env(rank, world, addr, port)
         import deepspeed
         import torch
 
-        from rlkit.engines.deepspeed_engine import ds_config
+        from rlkit.engines.deepspeed_engine import ds_config, micro_layout
         from rlkit.engines.value_model import build_value_model
 
-        torch.manual_seed(cfg["seed"])
+        c = cfg.critic
+        torch.manual_seed(cfg.trainer.seed)
         deepspeed.init_distributed(
             dist_backend="nccl" if torch.cuda.is_available() else "gloo", auto_mpi_discovery=False
         )
         self.rank, self.world, self.cfg = rank, world, cfg
-        per_rank = cfg["samples_per_critic"] // world  # every rank: the same micro-batch count
-        self.micro = min(cfg["micro_batch_size"], per_rank)
-        self.grad_accum = -(-per_rank // self.micro)
-        dsc = ds_config(cfg["zero_stage"], self.micro, self.grad_accum, world, cfg)
+        # every rank: the same micro-batch count
+        self.micro, self.grad_accum = micro_layout(
+            cfg.samples_per_step // c.num_critics, world, 1, c.micro_batch_size
+        )
+        dsc = ds_config(
+            c.zero_stage, self.micro, self.grad_accum, world, cfg.trainer.grad_clip, cfg.model.dtype
+        )
         self.engines = []
-        for _ in range(cfg["num_critics"]):
+        for _ in range(c.num_critics):
             model = build_value_model(model_path)
-            opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
+            opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.0)
             engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=dsc)
             self.engines.append(engine)
         self.pad_id = 0
@@ -88,7 +94,7 @@ class DeepSpeedCritics:
                     old,
                     ret,
                     batch["response_mask"],
-                    clip_eps=self.cfg["value_clip"],
+                    clip_eps=self.cfg.critic.value_clip,
                     agg="token-mean",
                     **norms[m],
                 )

@@ -13,27 +13,47 @@ import time
 from typing import Any
 
 from rlkit.engines.model_io import apply_lora, check_model_dir, merged_state_dict
-from rlkit.engines.train_batch import TrainSample, chunks, collate, split_even, token_logprobs
+from rlkit.engines.train_batch import (
+    TrainSample,
+    chunks,
+    collate,
+    response_values,
+    split_even,
+    token_logprobs,
+)
 
 
-def ds_config(zero_stage: int, micro_batch: int, grad_accum: int, world: int, cfg: dict) -> dict:
-    """The DeepSpeed config of the policy trainer (torch AdamW: DeepSpeedCPUAdam builds ~160 s)."""
+def ds_config(
+    zero_stage: int, micro_batch: int, grad_accum: int, world: int, grad_clip: float, dtype: str
+) -> dict:
+    """The DeepSpeed config of a trainer (torch AdamW: DeepSpeedCPUAdam builds ~160 s)."""
     return {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": grad_accum,
         "train_batch_size": micro_batch * grad_accum * world,
-        "gradient_clipping": cfg["grad_clip"],
+        "gradient_clipping": grad_clip,
         "zero_optimization": {"stage": zero_stage},
-        "bf16": {"enabled": cfg.get("dtype") == "bfloat16"},
+        "bf16": {"enabled": dtype == "bfloat16"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
 
 
-class DeepSpeedPolicyTrainer:
-    """Holds the model and DeepSpeed engine of one rank; `train_step` runs one optimizer step."""
+def micro_layout(samples_per_step: int, world: int, minis: int, micro_batch: int) -> tuple:
+    """(micro-batch size, gradient-accumulation steps) of one rank's mini-batch."""
+    per_mini = samples_per_step // world // minis
+    micro = min(micro_batch, per_mini)
+    return micro, -(-per_mini // micro)
 
-    def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
+
+class DeepSpeedPolicyTrainer:
+    """Holds the model and DeepSpeed engine of one rank; `train_step` runs one training step.
+
+    `cfg` is the whole recipe (RecipeConfig): the trainer reads `trainer`, `model` and `algo`
+    there, never a hand-copied dict.  It knows no algorithm: the loss is `algo`'s list of terms
+    (rlkit.algos.loss_terms) over the samples' named streams, plus an optional token hook."""
+
+    def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
         from rlkit.runtime.rank_group import set_rank_env
 
         set_rank_env(rank, world, addr, port)
@@ -41,31 +61,42 @@ class DeepSpeedPolicyTrainer:
         import torch
         from transformers import AutoModelForCausalLM
 
-        torch.manual_seed(cfg["seed"])
+        from rlkit.algos.loss_terms import make_token_hook, terms_for
+        from rlkit.engines.lr_schedule import make_scheduler
+
+        t = cfg.trainer
+        torch.manual_seed(t.seed)
         self.rank, self.world, self.cfg = rank, world, cfg
         self.model_path = str(check_model_dir(model_path))
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
         # PPO-style: `mini_batches` optimizer steps per epoch, `ppo_epochs` passes per step.
-        self.minis, self.epochs = cfg.get("mini_batches", 1), cfg.get("ppo_epochs", 1)
-        per_mini = cfg["samples_per_step"] // world // self.minis
-        self.micro = min(cfg["micro_batch_size"], per_mini)
-        self.grad_accum = -(-per_mini // self.micro)
-        dsc = ds_config(cfg["zero_stage"], self.micro, self.grad_accum, world, cfg)
-        dtype = torch.bfloat16 if cfg.get("dtype") == "bfloat16" else torch.float32
-        if cfg["zero_stage"] == 3:
+        self.minis, self.epochs = t.mini_batches, t.ppo_epochs
+        self.micro, self.grad_accum = micro_layout(
+            cfg.samples_per_step, world, self.minis, t.micro_batch_size
+        )
+        dsc = ds_config(
+            t.zero_stage, self.micro, self.grad_accum, world, t.grad_clip, cfg.model.dtype
+        )
+        dtype = torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
+        if t.zero_stage == 3:
             # transformers then creates the params partitioned (zero.Init with this config, so
             # fp32 stays fp32) and loads the checkpoint shard by shard.
             from transformers.integrations import HfDeepSpeedConfig
 
             self._hf_ds_config = HfDeepSpeedConfig(dsc)  # must stay alive while loading
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
-        if cfg.get("lora", {}).get("enabled"):
-            model = apply_lora(model, cfg["lora"])
+        if cfg.model.lora.enabled:
+            model = apply_lora(model, cfg.model.lora)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        self.engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=dsc)
+        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        sched = make_scheduler(opt, t, updates_per_step=self.minis * self.epochs)
+        self.engine, *_ = deepspeed.initialize(
+            model=model, optimizer=opt, lr_scheduler=sched, config=dsc
+        )
         self.pad_id = model.config.pad_token_id or 0
+        self.terms = terms_for(cfg.algo)
+        self.hook = make_token_hook(cfg.algo.token_hook, cfg.algo.token_hook_kw)
 
     def train_step(self, samples: list[TrainSample], norms: list[dict]) -> dict[str, Any]:
         """`ppo_epochs` x `mini_batches` optimizer steps on this rank's share.
@@ -82,11 +113,13 @@ class DeepSpeedPolicyTrainer:
             for k, mini in enumerate(split_even(samples, self.minis)):
                 micro_batches = chunks(mini, self.micro)
                 for mb in micro_batches:
-                    loss, metrics = self._micro_step(mb, norms[k], len(micro_batches))
-                    totals["loss/share"] = totals.get("loss/share", 0.0) + loss / updates
+                    metrics = self._micro_step(mb, norms[k])
                     for key, v in metrics.items():
-                        totals[key] = totals.get(key, 0.0) + v / len(micro_batches) / updates
+                        # shares of a step total add up over micro-batches; the rest average
+                        n = 1 if key.endswith("/share") else len(micro_batches)
+                        totals[key] = totals.get(key, 0.0) + v / n / updates
         totals["grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        totals["lr"] = float(self.engine.get_lr()[0])
         totals["time/train_rank_s"] = time.perf_counter() - t0
         return totals
 
@@ -99,54 +132,32 @@ class DeepSpeedPolicyTrainer:
             batch = collate(mb, self.pad_id)
             with torch.no_grad():
                 logp, _ = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
-            for i, s in enumerate(mb):
-                lo = len(s.prompt_ids) - 1
-                s.old_logprobs = logp[i, lo : lo + len(s.response_ids)].tolist()
+            for s, lp in zip(mb, response_values(logp, mb)):
+                s.streams["old_logprobs"] = lp
         self.engine.train()
 
-    def _micro_step(self, mb: list[TrainSample], norms: dict, n_micro: int):
-        """Forward, loss (policy + optional KL and entropy terms), backward, step."""
-        import torch
+    def _micro_step(self, mb: list[TrainSample], norms: dict) -> dict[str, float]:
+        """Forward (with the hook's capture), the configured loss terms, backward, step."""
+        from rlkit.algos.loss_terms import LossContext, total_loss
 
-        from rlkit.algos import aggregate, entropy_from_logits, kl_penalty, policy_loss
-
-        algo = self.cfg["algo"]
         batch = collate(mb, self.pad_id)
-        logp, logits = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
-        mask = batch["response_mask"]
-        old = batch.get("old_logprobs", logp.detach())
-        loss, metrics = policy_loss(
-            algo["policy_loss"],
-            logprobs=logp,
-            old_logprobs=old,
-            advantages=batch["advantages"],
-            mask=mask,
-            behavior_logprobs=batch["behavior_logprobs"],
-            agg=algo["agg"],
-            **norms,
-            **algo["loss_kw"],
-        )
-        if algo["kl_beta"] > 0:
-            kl_share = aggregate(
-                kl_penalty(algo["kl_kind"], logp, batch["ref_logprobs"]), mask, algo["agg"], **norms
-            )
-            loss = loss + algo["kl_beta"] * kl_share
-            metrics["kl/mean"] = float(kl_share.detach()) * n_micro
-        with torch.set_grad_enabled(bool(algo.get("entropy_coef", 0.0))):
-            ent = entropy_from_logits(logits)
-        if algo.get("entropy_coef", 0.0):
-            loss = loss - algo["entropy_coef"] * aggregate(ent, mask, algo["agg"], **norms)
-        metrics["entropy/mean"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
+        with self.hook.capture(self.engine.module):
+            logp, logits = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
+        batch.update(self.hook.streams(batch))
+        ctx = LossContext(batch, logp, logits, self.cfg.algo.agg, norms)
+        loss, metrics = total_loss(self.terms, ctx)
+        metrics.update(self.hook.metrics())
+        metrics["loss/share"] = float(loss.detach())
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
         self.engine.step()
-        return float(loss.detach()), metrics
+        return metrics
 
     def export_state(self) -> dict | None:
         """The full state dict on rank 0 (gathered under ZeRO-3; every rank must call this)."""
         import deepspeed
 
         module = self.engine.module
-        if self.cfg["zero_stage"] == 3:
+        if self.cfg.trainer.zero_stage == 3:
             with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
                 state = merged_state_dict(module) if self.rank == 0 else None
         else:

@@ -15,15 +15,16 @@ def check_model_dir(path: str | Path) -> Path:
     return p
 
 
-def apply_lora(model, lora_cfg: dict):
-    """Wrap `model` with peft LoRA adapters (only the adapters train)."""
+def apply_lora(model, lora_cfg):
+    """Wrap `model` with peft LoRA adapters (only the adapters train); `lora_cfg` is the
+    recipe's `model.lora` section."""
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(
-        r=lora_cfg["r"],
-        lora_alpha=lora_cfg["alpha"],
-        lora_dropout=lora_cfg["dropout"],
-        target_modules=list(lora_cfg["target_modules"]),
+        r=lora_cfg.r,
+        lora_alpha=lora_cfg.alpha,
+        lora_dropout=lora_cfg.dropout,
+        target_modules=list(lora_cfg.target_modules),
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, cfg)

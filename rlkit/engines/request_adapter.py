@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rlkit.engines.rollout_protocol import SamplingConfig
+from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 from rlkit.engines.vllm_engine import FinishedRequest
 
 
@@ -43,6 +43,10 @@ class BatchRequestAdapter:
     def step(self) -> list[FinishedRequest]:
         done = []
         for rid, (prompt, sampling, start) in list(self._queue.items()):
+            if sampling.prompt_logprobs_from is not None:  # prefill-only scoring job
+                lps = self._inner.score([prompt], [sampling.prompt_logprobs_from])[0]
+                done.append(FinishedRequest(rid, Completion([], lps), start))
+                continue
             one = SamplingConfig(**{**sampling.__dict__, "n": 1})
             (completion,) = self._inner.generate([prompt], one)[0][:1]
             done.append(FinishedRequest(rid, completion, start))

@@ -1,7 +1,7 @@
 """The rollout engine interface every generator implements (vLLM on CPU/GPU, HF fallback).
 
 It serves what the algorithms need: n samples per prompt with the sampled tokens' logprobs,
-beam search constrained by a logits processor (ReRe), and prefill-only scoring of given token
+beam search constrained by an item trie (ReRe), and prefill-only scoring of given token
 sequences (answer-probability probes, GRPO-VPS).  Requests are token ids, so the caller owns
 tokenisation and chat templates.
 """
@@ -29,6 +29,9 @@ class SamplingConfig:
     seed: int | None = None
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
+    # A prefill-only scoring job: no sampling; the finished request's `logprobs` are those of
+    # the prompt tokens from this index on (answer probes of GRPO-VPS, ReRe scoring).
+    prompt_logprobs_from: int | None = None
 
 
 @dataclass
@@ -43,11 +46,12 @@ class Completion:
 
 @dataclass
 class BeamResult:
-    """One returned beam: response token ids, text and the cumulative log-probability."""
+    """One returned beam: response token ids (EOS included when it finished), text (EOS
+    stripped) and score = the summed full-vocabulary log-softmax of its tokens."""
 
     token_ids: list[int]
-    text: str
-    score: float
+    text: str = ""
+    score: float = 0.0
 
 
 @runtime_checkable
@@ -66,8 +70,18 @@ class RolloutEngine(Protocol):
         num_beams: int,
         max_tokens: int,
         allowed_tokens: AllowedTokensFn | None = None,
+        *,
+        allowed_sequences: Sequence[Sequence[int]] | None = None,
     ) -> list[list[BeamResult]]:
-        """Beam search per prompt, best first; `allowed_tokens` constrains every step."""
+        """Beam search per prompt: at most `num_beams` beams, best first.
+
+        `allowed_sequences`: every complete response as token ids ending with the tokenizer's
+        EOS (or a prebuilt `rollouts.item_trie.ItemTrie`); each beam is a path of their prefix
+        trie. The result equals transformers `generate(num_beams=G, num_return_sequences=G,
+        do_sample=False, length_penalty=0.0, prefix_allowed_tokens_fn=<that trie>)`, scores =
+        summed full-vocabulary log-softmax (rlkit/engines/constrained_beam.py, docs/rere.md).
+        `allowed_tokens` (legacy): a callable giving the allowed next ids of a response prefix.
+        """
         ...
 
     def score(self, sequences: Sequence[Sequence[int]], start: Sequence[int]) -> list[list[float]]:

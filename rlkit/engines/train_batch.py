@@ -8,58 +8,81 @@ advantages are scattered to the same positions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import torch
 
+# Streams every sample carries under these names (the credit stage fills `advantages`; the
+# reference and the trainer fill the logprob streams when a loss term needs them).
+ADVANTAGES = "advantages"
+
 
 @dataclass
 class TrainSample:
-    """One generated sample as the trainer needs it."""
+    """One generated sample as the trainer needs it.
+
+    `streams` are named per-token values over the response (a float broadcasts to every token):
+    `advantages` always; `ref_logprobs`, `old_logprobs`, loss weights (`adv_weight`) and masks
+    (`adv_mask`, `entropy_mask`) when a credit stage or trainer hook produces them.  The trainer
+    collates them by name without knowing which algorithm made them.
+    """
 
     prompt_ids: list[int]
     response_ids: list[int]
     behavior_logprobs: list[float]
-    advantage: float | list[float]
-    ref_logprobs: list[float] | None = None
-    old_logprobs: list[float] | None = None  # π_old, filled by the trainer for PPO epochs
+    advantage: InitVar[float | list[float]] = 0.0
+    streams: dict[str, float | list[float]] = field(default_factory=dict)
+
+    def __post_init__(self, advantage: float | list[float]) -> None:
+        self.streams.setdefault(ADVANTAGES, advantage)
+
+    @property
+    def ref_logprobs(self) -> list[float] | None:
+        return self.streams.get("ref_logprobs")  # type: ignore[return-value]
+
+    @property
+    def old_logprobs(self) -> list[float] | None:
+        return self.streams.get("old_logprobs")  # type: ignore[return-value]
 
 
 def collate(samples: list[TrainSample], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad samples into input_ids/attention_mask [b, L] and target-aligned [b, L-1] tensors."""
+    """Pad samples into input_ids/attention_mask [b, L] and target-aligned [b, L-1] tensors.
+
+    Every stream becomes a [b, L-1] tensor of the same name, zero outside the response; all
+    samples of one batch must carry the same stream names."""
     b = len(samples)
     L = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
+    names = sorted(samples[0].streams)
+    for s in samples:
+        if sorted(s.streams) != names:
+            raise ValueError(
+                f"samples of one batch carry different streams: {names} vs {sorted(s.streams)}"
+            )
     input_ids = torch.full((b, L), pad_id, dtype=torch.long)
     attn = torch.zeros((b, L), dtype=torch.long)
-    mask = torch.zeros((b, L - 1))
-    behavior = torch.zeros((b, L - 1))
-    adv = torch.zeros((b, L - 1))
-    ref = torch.zeros((b, L - 1))
-    old = torch.zeros((b, L - 1)) if samples[0].old_logprobs is not None else None
+    frame = {k: torch.zeros((b, L - 1)) for k in ("response_mask", "behavior_logprobs", *names)}
     for i, s in enumerate(samples):
         row = s.prompt_ids + s.response_ids
         input_ids[i, : len(row)] = torch.tensor(row)
         attn[i, : len(row)] = 1
         lo, hi = len(s.prompt_ids) - 1, len(row) - 1  # target positions of the response
-        mask[i, lo:hi] = 1.0
-        behavior[i, lo:hi] = torch.tensor(s.behavior_logprobs[: hi - lo], dtype=torch.float32)
-        adv[i, lo:hi] = torch.as_tensor(s.advantage, dtype=torch.float32)
-        if s.ref_logprobs is not None:
-            ref[i, lo:hi] = torch.tensor(s.ref_logprobs, dtype=torch.float32)
-        if old is not None:
-            old[i, lo:hi] = torch.tensor(s.old_logprobs, dtype=torch.float32)
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attn,
-        "response_mask": mask,
-        "behavior_logprobs": behavior,
-        "advantages": adv,
-        "ref_logprobs": ref,
-    }
-    if old is not None:
-        batch["old_logprobs"] = old
-    return batch
+        frame["response_mask"][i, lo:hi] = 1.0
+        frame["behavior_logprobs"][i, lo:hi] = torch.tensor(
+            s.behavior_logprobs[: hi - lo], dtype=torch.float32
+        )
+        for k in names:
+            frame[k][i, lo:hi] = torch.as_tensor(s.streams[k], dtype=torch.float32)
+    return {"input_ids": input_ids, "attention_mask": attn, **frame}
+
+
+def response_values(values: torch.Tensor, samples: list[TrainSample]) -> list[list[float]]:
+    """The inverse of `collate` for one [b, L-1] tensor: each sample's response positions."""
+    out = []
+    for i, s in enumerate(samples):
+        lo = len(s.prompt_ids) - 1
+        out.append(values[i, lo : lo + len(s.response_ids)].tolist())
+    return out
 
 
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor):

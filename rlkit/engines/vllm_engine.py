@@ -27,6 +27,8 @@ class FinishedRequest:
 def _sampling_params(cfg: SamplingConfig, n: int | None = None):
     from vllm import SamplingParams
 
+    if cfg.prompt_logprobs_from is not None:  # prefill-only scoring job
+        return SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
     return SamplingParams(
         n=cfg.n if n is None else n,
         temperature=cfg.temperature,
@@ -46,6 +48,11 @@ def _completion(out, aborted: bool = False) -> Completion:
     lps = [step[tok].logprob for step, tok in zip(out.logprobs or [], ids)]
     reason = "abort" if aborted else (out.finish_reason or "stop")
     return Completion(token_ids=ids, logprobs=lps, text=out.text, finish_reason=reason)
+
+
+def _prompt_logprobs(plp, tokens: list[int], first: int) -> list[float]:
+    """log π(tokens[i] | tokens[:i]) for i >= max(1, first) from vLLM's prompt_logprobs."""
+    return [plp[i][tokens[i]].logprob for i in range(max(1, first), len(tokens))]
 
 
 class VLLMEngine:
@@ -78,6 +85,7 @@ class VLLMEngine:
         self._engine = self.llm.llm_engine
         self._version = 0
         self._start_version: dict[str, int] = {}
+        self._score_jobs: dict[str, tuple[list[int], int]] = {}  # id -> (tokens, from)
 
     @property
     def version(self) -> int:
@@ -90,14 +98,22 @@ class VLLMEngine:
             request_id, {"prompt_token_ids": list(prompt_ids)}, _sampling_params(sampling, n=1)
         )
         self._start_version[request_id] = self._version
+        if sampling.prompt_logprobs_from is not None:
+            self._score_jobs[request_id] = (list(prompt_ids), sampling.prompt_logprobs_from)
 
     def step(self) -> list[FinishedRequest]:
         """One engine iteration; returns the requests that finished in it."""
         done = []
         for out in self._engine.step():
             if out.finished:
-                start = self._start_version.pop(out.request_id, self._version)
-                done.append(FinishedRequest(out.request_id, _completion(out.outputs[0]), start))
+                rid = out.request_id
+                start = self._start_version.pop(rid, self._version)
+                if rid in self._score_jobs:
+                    tokens, first = self._score_jobs.pop(rid)
+                    lps = _prompt_logprobs(out.prompt_logprobs, tokens, first)
+                    done.append(FinishedRequest(rid, Completion([], lps), start))
+                else:
+                    done.append(FinishedRequest(rid, _completion(out.outputs[0]), start))
         return done
 
     def abort(self, request_ids: Sequence[str]) -> None:
@@ -106,6 +122,7 @@ class VLLMEngine:
             self._engine.abort_request(live)
         for r in live:
             self._start_version.pop(r, None)
+            self._score_jobs.pop(r, None)
 
     def num_unfinished(self) -> int:
         return self._engine.get_num_unfinished_requests()
@@ -143,11 +160,10 @@ class VLLMEngine:
         outs = self.llm.generate(
             [{"prompt_token_ids": list(s)} for s in sequences], params, use_tqdm=False
         )
-        result = []
-        for seq, s0, out in zip(sequences, start, outs):
-            plp = out.prompt_logprobs
-            result.append([plp[i][seq[i]].logprob for i in range(max(1, s0), len(seq))])
-        return result
+        return [
+            _prompt_logprobs(out.prompt_logprobs, list(seq), s0)
+            for seq, s0, out in zip(sequences, start, outs)
+        ]
 
     def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
         self.llm.collective_rpc("rlkit_load_weights", args=(state_dict_bytes,))

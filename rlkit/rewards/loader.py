@@ -9,22 +9,20 @@ Every failure raises :class:`RewardLoadError` with one message naming what was w
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import inspect
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from rlkit.plugins import FILE_MODULES as _FILE_MODULES
+from rlkit.plugins import import_target, load_attr
 from rlkit.rewards.registry import registered, registered_names, reward_meta
 
 # Modules of the shipped rewards, imported when a short name is not registered yet.
 SHIPPED_MODULES = ("rewards.math", "rewards.format", "rewards.length", "rewards.rec")
-_FILE_MODULES: dict[str, str] = {}  # synthetic module name -> absolute file path
 
 
 class RewardLoadError(ValueError):
@@ -68,78 +66,11 @@ def resolve_reward(path_or_name: str) -> LoadedReward:
 
 
 def _import_target(spec: str, target: str) -> ModuleType:
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        return _import_file(spec, target)
-    return _import_module(spec, target)
-
-
-def _import_module(spec: str, module: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module != missing and not module.startswith(missing + "."):
-            raise RewardLoadError(
-                f"reward {spec!r}: module {module!r} was found but importing it failed: {exc}"
-            ) from exc
-        cwd, top = os.getcwd(), missing.split(".")[0]
-        in_cwd = os.path.isdir(os.path.join(cwd, top)) or os.path.isfile(f"{cwd}/{top}.py")
-        if cwd not in sys.path and in_cwd:
-            sys.path.append(cwd)  # recipes name modules relative to the working dir
-            return _import_module(spec, module)
-        raise RewardLoadError(
-            f"reward {spec!r}: module {module!r} not found ({exc}); "
-            f"sys.path has {len(sys.path)} entries, working dir {cwd}"
-        ) from exc
-    except Exception as exc:
-        raise RewardLoadError(
-            f"reward {spec!r}: importing module {module!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _import_file(spec: str, target: str) -> ModuleType:
-    path = os.path.abspath(os.path.expanduser(target))
-    if not os.path.isfile(path):
-        raise RewardLoadError(f"reward {spec!r}: file {path!r} not found")
-    digest = hashlib.sha1(path.encode()).hexdigest()[:10]
-    stem = os.path.splitext(os.path.basename(path))[0]
-    mod_name = f"_rlkit_reward_file_{stem}_{digest}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    file_spec = importlib.util.spec_from_file_location(mod_name, path)
-    if file_spec is None or file_spec.loader is None:
-        raise RewardLoadError(f"reward {spec!r}: {path!r} is not a loadable Python file")
-    module = importlib.util.module_from_spec(file_spec)
-    sys.modules[mod_name] = module  # before exec: dataclasses/pickle look modules up by name
-    _FILE_MODULES[mod_name] = path
-    try:
-        file_spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[mod_name]
-        _FILE_MODULES.pop(mod_name, None)
-        raise RewardLoadError(
-            f"reward {spec!r}: executing file {path!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    return module
+    return import_target(spec, target, kind="reward", error=RewardLoadError)
 
 
 def _load_attr(spec: str, module: ModuleType, attr: str) -> Callable[..., Any]:
-    obj: Any = module
-    for part in attr.split("."):
-        if not part or not hasattr(obj, part):
-            public = sorted(
-                k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
-            )
-            raise RewardLoadError(
-                f"reward {spec!r}: module {module.__name__!r} has no attribute {attr!r} "
-                f"(callables there: {', '.join(public) or 'none'})"
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise RewardLoadError(
-            f"reward {spec!r}: {attr!r} is a {type(obj).__name__}, not a callable"
-        )
-    return obj
+    return load_attr(spec, module, attr, kind="reward", error=RewardLoadError)
 
 
 def _lookup_name(spec: str) -> Callable[..., Any]:

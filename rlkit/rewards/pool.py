@@ -169,6 +169,13 @@ class RewardPool:
         """Queue one sample; the Future resolves to its RewardResult (never to an exception)."""
         return self._enqueue([prompt], [completion], [dict(fields or {})])[0]
 
+    def submit_many(
+        self, prompts: list[str], completions: list[str], fields_list: list[dict[str, Any]]
+    ) -> list[Future[RewardResult]]:
+        """Queue several samples at once (batch functions see them in one call: a group-level
+        reward); one Future per sample."""
+        return self._enqueue(list(prompts), list(completions), [dict(f) for f in fields_list])
+
     def score_batch(
         self,
         prompts: list[str],

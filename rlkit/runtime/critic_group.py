@@ -15,7 +15,7 @@ from rlkit.runtime.rank_group import RankActor, start_rank_group, stop_rank_grou
 class CriticRank(RankActor):
     """Ray actor body of one critic rank."""
 
-    def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
+    def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
         import torch
 
         torch.set_num_threads(1)
@@ -45,8 +45,9 @@ def critic_subsets(group_sizes: list[int], num_critics: int) -> list[list[int]]:
 
 
 class CriticGroup:
-    def __init__(self, model_path: str, cfg: dict, *, world: int, rank_cpus: float, env: dict):
-        self.world, self.num_critics = world, cfg["num_critics"]
+    def __init__(self, model_path: str, cfg, *, world: int, rank_cpus: float, env: dict):
+        """`cfg` is the whole RecipeConfig, handed to every rank as is."""
+        self.world, self.num_critics = world, cfg.critic.num_critics
         self.ranks, self._setup = start_rank_group(
             CriticRank, world, rank_cpus, env, model_path, cfg
         )

@@ -4,7 +4,7 @@ Token rewards become r_t = R·1[t = last] − β·k(log μ_t, log π_ref,t), wit
 engine's logprobs of the sampled tokens (the policy that produced them; verl uses the trainer's
 recomputed old logprobs, equal on-policy up to numerics).  Outcome estimators (GRPO family) see
 the sequence reward R − β·Σ_t k_t, as verl's `apply_kl_penalty` followed by a token sum; GAE sees
-the token rewards.
+the token rewards (rlkit.credit.stages: `kl_in_reward`, then `advantage`).
 """
 
 from __future__ import annotations
@@ -22,26 +22,3 @@ def kl_token_penalties(samples: list, kind: str, beta: float) -> list[list[float
         ref = torch.tensor([s.ref_logprobs], dtype=torch.float64)
         out.append((beta * kl_penalty(kind, lp, ref))[0].tolist())
     return out
-
-
-def apply_to_outcome_advantages(
-    samples: list,
-    rewards: list[float],
-    group_ids: list[int],
-    penalties: list[list[float]],
-    advantage: str,
-    advantage_kw: dict,
-) -> float:
-    """Recompute outcome advantages from R − Σ_t β·k_t; returns the mean penalty."""
-    import torch
-
-    from rlkit.algos import compute_advantages
-
-    sums = [sum(p) for p in penalties]
-    shaped = torch.tensor([r - p for r, p in zip(rewards, sums)], dtype=torch.float32)
-    adv = compute_advantages(
-        advantage, rewards=shaped, group_ids=torch.tensor(group_ids), **advantage_kw
-    )
-    for s, a in zip(samples, adv.tolist()):
-        s.advantage = a
-    return sum(sums) / len(sums)

@@ -25,71 +25,71 @@ def _dispatch(sp: Spine, inflight: dict, new: dict, aborts: dict, max_wait_s: fl
         inflight[w] = worker.run.remote(new.pop(w, []), aborts.pop(w, []), max_wait_s)
 
 
-def _collect(sp: Spine, inflight: dict, timeout: float, extra: list | None = None) -> None:
-    """Wait until a worker call (or one of `extra`) is ready; hand finished samples over."""
+def _collect(sp: Spine, inflight: dict, new: dict, timeout: float) -> None:
+    """Wait until a worker call is ready (at most `timeout`); hand finished requests over and
+    queue the follow-up requests they produce (multi-turn strategies)."""
     import ray
 
-    refs = list(inflight.values()) + list(extra or [])
-    if not refs:
-        return
-    ray.wait(refs, num_returns=1, timeout=timeout)
     calls = list(inflight.values())
-    done = set(ray.wait(calls, num_returns=len(calls), timeout=0)[0]) if calls else set()
+    if not calls:
+        return
+    ray.wait(calls, num_returns=1, timeout=timeout)
+    done = set(ray.wait(calls, num_returns=len(calls), timeout=0)[0])
     for w, ref in list(inflight.items()):
         if ref in done:
-            sp.on_finished(ray.get(ref))
+            for worker, reqs in sp.on_finished(ray.get(ref)).items():
+                new.setdefault(worker, []).extend(reqs)
             del inflight[w]
 
 
 def run_sync(sp: Spine) -> list[dict]:
     """Synchronous on-policy training: the reference that alpha = 0 must reproduce."""
     inflight: dict = {}
-    while sp.step < sp.cfg.total_steps:
+    while sp.step < sp.total_steps:
         new: dict = {}
         t0, t_gen = time.perf_counter(), None
-        while len(sp.buffer) < sp.cfg.groups_per_step:
+        while len(sp.buffer) < sp.groups_per_step:
             # A batch's worth of groups; more when dynamic sampling filtered some out.
-            for _ in range(sp.cfg.groups_per_step - len(sp.buffer) - len(sp.running)):
+            for _ in range(sp.groups_per_step - len(sp.buffer) - len(sp.running)):
                 group, reqs = sp.new_group()
                 new.setdefault(group.worker, []).extend(reqs)
             _dispatch(sp, inflight, new, {}, max_wait_s=5.0)
-            _collect(sp, inflight, timeout=sp.cfg.poll_s)
+            _collect(sp, inflight, new, timeout=sp.poll_s)
             if t_gen is None and not inflight and sp.all_generated():
                 t_gen = time.perf_counter() - t0
-            sp.poll_rewards(wait_s=0.0 if inflight else sp.cfg.poll_s)
+            sp.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
         t_gen = time.perf_counter() - t0 if t_gen is None else t_gen
-        groups = sp.take_batch()
-        refs, stats = sp.start_train(groups)
         # Stage times of the synchronous loop: the benchmark's ideal-overlap bound uses them.
-        stats["time/rollout_s"] = t_gen
-        stats["time/reward_tail_s"] = time.perf_counter() - t0 - t_gen
-        sp.finish_train(refs, stats)
+        stats = {"time/rollout_s": t_gen, "time/reward_tail_s": time.perf_counter() - t0 - t_gen}
+        sp.finish_train(sp.start_train(sp.take_batch(), stats))
     return sp.history
 
 
 def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
     """Asynchronous training with bounded staleness (see module docstring)."""
+    import concurrent.futures as cf
+
     import ray
 
     inflight: dict = {}
     new: dict = {}
     aborts: dict = {}
-    train: tuple[list, dict] | None = None
-    while sp.step < sp.cfg.total_steps:
+    train = None  # the Future of the step in progress
+    while sp.step < sp.total_steps:
         for _ in range(sp.staleness.capacity(sp.worker_version)):
             group, reqs = sp.new_group()
             new.setdefault(group.worker, []).extend(reqs)
         _dispatch(sp, inflight, new, aborts, max_wait_s)
-        _collect(sp, inflight, timeout=sp.cfg.poll_s, extra=train[0] if train else None)
-        sp.poll_rewards()
-        if train is not None and len(
-            ray.wait(train[0], num_returns=len(train[0]), timeout=0)[0]
-        ) == len(train[0]):
-            sp.finish_train(*train)
+        _collect(sp, inflight, new, timeout=sp.poll_s)
+        sp.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
+        if train is not None and not inflight:  # nothing to collect: wait on the step a bit
+            cf.wait([train], timeout=sp.poll_s)
+        if train is not None and train.done():
+            sp.finish_train(train)
             train = None
             for w, ids in sp.abort_stale().items():
                 aborts.setdefault(w, []).extend(ids)
-        if train is None and sp.step < sp.cfg.total_steps:
+        if train is None and sp.step < sp.total_steps:
             groups = sp.take_batch()
             if groups is not None:
                 train = sp.start_train(groups)

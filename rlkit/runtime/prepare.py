@@ -28,6 +28,60 @@ def check_inputs(cfg: RecipeConfig) -> None:
         raise ConfigError("data.path", f"file not found: {cfg.data.path}")
     if cfg.eval.every > 0 and not Path(cfg.eval.data).exists():
         raise ConfigError("eval.data", f"file not found: {cfg.eval.data}")
+    check_plugins(cfg)
+
+
+def check_plugins(cfg: RecipeConfig) -> None:
+    """Every algorithm, term, hook, stage and strategy the recipe names loads (one line naming
+    the key otherwise), before anything starts."""
+    from rlkit.algos.registry import ADVANTAGES, LOSS_TERMS, POLICY_LOSSES, TOKEN_HOOKS
+    from rlkit.config import ConfigError
+    from rlkit.credit.pipeline import CREDIT_STAGES, stage_names
+    from rlkit.runtime.strategies import ROLLOUT_STRATEGIES
+
+    a = cfg.algo
+    named = [
+        ("algo.advantage", ADVANTAGES, a.advantage),
+        ("algo.policy_loss", POLICY_LOSSES, a.policy_loss),
+        ("rollout.strategy", ROLLOUT_STRATEGIES, cfg.rollout.strategy),
+        *[("algo.loss_terms", LOSS_TERMS, t.get("term")) for t in a.loss_terms],
+        *[("algo.token_hook", TOKEN_HOOKS, h) for h in [a.token_hook] if h],
+        *[("algo.credit", CREDIT_STAGES, c) for c in a.credit],
+    ]
+    for key, registry, name in named:
+        try:
+            registry[name]
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(key, str(exc)) from None
+    stage_names(cfg)
+
+
+def absolute_plugin_paths(cfg: RecipeConfig) -> RecipeConfig:
+    """User code named as `path/to/file.py:name` is resolved against the driver's working dir,
+    so actors (whose working dir may differ) load the same file."""
+    import dataclasses
+    import os
+
+    def fix(spec):
+        if not isinstance(spec, str) or ":" not in spec:
+            return spec
+        target, attr = spec.rsplit(":", 1)
+        if target.endswith(".py") or "/" in target:
+            return f"{os.path.abspath(os.path.expanduser(target))}:{attr}"
+        return spec
+
+    a, r = cfg.algo, cfg.rollout
+    algo = dataclasses.replace(
+        a,
+        advantage=fix(a.advantage),
+        policy_loss=fix(a.policy_loss),
+        token_hook=fix(a.token_hook),
+        credit=[fix(c) for c in a.credit],
+        credit_kw={fix(k): v for k, v in a.credit_kw.items()},
+        loss_terms=[{**t, "term": fix(t.get("term"))} for t in a.loss_terms],
+    )
+    rollout = dataclasses.replace(r, strategy=fix(r.strategy))
+    return dataclasses.replace(cfg, algo=algo, rollout=rollout)
 
 
 def make_run_dir(cfg: RecipeConfig) -> Path:

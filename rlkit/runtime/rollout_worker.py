@@ -5,6 +5,11 @@ aborts the ones that became too stale, and steps the engine until some request f
 short deadline passes; Ray runs the worker's calls in order, so a `load_weights` sent after a
 `run` takes effect between engine steps, and every request added later is stamped with the new
 policy version.
+
+All engine work goes through this one request loop: prefill-only scoring jobs (`score`, the
+answer probes) are requests of the same engine, and outputs of sampling requests that finish
+while such a call steps the engine are held and returned by the next `run`, never lost.  Batch
+calls that cannot be requests (`beam_search`) first let the in-flight requests finish (held).
 """
 
 from __future__ import annotations
@@ -35,13 +40,17 @@ class RolloutWorker:
         from rlkit.engines import make_rollout_engine
 
         self.engine = make_rollout_engine(engine_kind, model_path, **engine_kw)
+        self._held: list[FinishedRequest] = []  # finished while a scoring call stepped
+        self._job_ids = 0
 
     def run(self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5) -> list:
         """Add `new`, abort `abort_ids`, step until something finishes or `max_wait_s` passes."""
         t0 = time.perf_counter()
         if abort_ids:
             self.engine.abort(abort_ids)
-        finished = []
+            aborted = set(abort_ids)
+            self._held = [f for f in self._held if f.request_id not in aborted]
+        finished, self._held = self._held, []
         for req in new:
             try:
                 self.engine.add(req.request_id, req.prompt_ids, req.sampling)
@@ -82,10 +91,43 @@ class RolloutWorker:
         return self.engine.version
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig) -> list:
-        return self.engine.generate(prompts, sampling)
+        """n samples per prompt, as requests of the loop (seeds offset per sample)."""
+        jobs = []
+        for p in prompts:
+            for j in range(sampling.n):
+                seed = None if sampling.seed is None else sampling.seed + j
+                jobs.append((p, SamplingConfig(**{**sampling.__dict__, "n": 1, "seed": seed})))
+        done = self._run_jobs(jobs)
+        n = sampling.n
+        return [[f.completion for f in done[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
-    def beam_search(self, prompts, num_beams: int, max_tokens: int, allowed_tokens=None):
-        return self.engine.beam_search(prompts, num_beams, max_tokens, allowed_tokens)
+    def beam_search(self, prompts, num_beams: int, max_tokens: int, *args, **kw):
+        self._drain()
+        return self.engine.beam_search(prompts, num_beams, max_tokens, *args, **kw)
 
-    def score(self, sequences, start):
-        return self.engine.score(sequences, start)
+    def score(self, sequences: list[list[int]], start: list[int]) -> list[list[float]]:
+        """Prefill-only logprobs of sequences[i][start[i]:], as scoring requests of the loop."""
+        cfgs = [SamplingConfig(max_tokens=1, prompt_logprobs_from=s0) for s0 in start]
+        return [f.completion.logprobs for f in self._run_jobs(list(zip(sequences, cfgs)))]
+
+    def _run_jobs(self, jobs: list[tuple[list[int], SamplingConfig]]) -> list[FinishedRequest]:
+        """Add `jobs` as requests and step until they finish; other requests' outputs are held
+        for the next `run`.  Results in job order."""
+        ids = []
+        for prompt, cfg in jobs:
+            self._job_ids += 1
+            ids.append(f"job:{self._job_ids}")
+            self.engine.add(ids[-1], list(prompt), cfg)
+        mine, want = {}, set(ids)
+        while len(mine) < len(ids):
+            for f in self.engine.step():
+                if f.request_id in want:
+                    mine[f.request_id] = f
+                else:
+                    self._held.append(f)
+        return [mine[i] for i in ids]
+
+    def _drain(self) -> None:
+        """Let every in-flight request finish (outputs held for the next `run`)."""
+        while self.engine.num_unfinished():
+            self._held += self.engine.step()

@@ -8,68 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.config import RecipeConfig
-from rlkit.engines.rollout_protocol import SamplingConfig
-
-
-def trainer_settings(cfg: RecipeConfig) -> dict:
-    """The plain dict each trainer rank receives."""
-    t, a = cfg.trainer, cfg.algo
-    return {
-        "seed": t.seed,
-        "lr": t.lr,
-        "weight_decay": t.weight_decay,
-        "grad_clip": t.grad_clip,
-        "zero_stage": t.zero_stage,
-        "micro_batch_size": t.micro_batch_size,
-        "mini_batches": t.mini_batches,
-        "ppo_epochs": t.ppo_epochs,
-        "samples_per_step": cfg.samples_per_step,
-        "dtype": cfg.model.dtype,
-        "max_len": cfg.rollout.max_tokens,
-        "lora": {**cfg.model.lora.__dict__, "target_modules": list(cfg.model.lora.target_modules)},
-        "algo": {
-            "policy_loss": a.policy_loss,
-            "loss_kw": dict(a.loss_kw),
-            "agg": a.agg,
-            "kl_beta": 0.0 if a.kl_in_reward else a.kl_beta,
-            "kl_kind": a.kl_kind,
-        },
-    }
-
-
-def spine_settings(cfg: RecipeConfig, eos_id: int):
-    from rlkit.runtime.spine import SpineConfig
-
-    r = cfg.rollout
-    return SpineConfig(
-        total_steps=cfg.trainer.total_steps,
-        groups_per_step=r.prompts_per_step,
-        samples_per_prompt=r.samples_per_prompt,
-        alpha=cfg.async_.alpha,
-        sampling=SamplingConfig(
-            temperature=r.temperature,
-            top_p=r.top_p,
-            max_tokens=r.max_tokens,
-            stop_token_ids=[eos_id],
-        ),
-        seed=cfg.seed,
-        advantage=cfg.algo.advantage,
-        advantage_kw=dict(cfg.algo.advantage_kw),
-        kl_beta=cfg.algo.kl_beta,
-        kl_kind=cfg.algo.kl_kind,
-        kl_in_reward=cfg.algo.kl_in_reward,
-        poll_s=cfg.async_.poll_s,
-        save_every=cfg.trainer.save_every,
-        engine_names=(r.engine, f"deepspeed-zero{cfg.trainer.zero_stage}"),
-        weight_sync=cfg.trainer.weight_sync,
-        gae_kw={"gamma": cfg.critic.gamma, "lam": cfg.critic.lam},
-        dynamic_sampling=cfg.algo.dynamic_sampling,
-        algo_names={
-            "algo/advantage": cfg.algo.advantage,
-            "algo/policy_loss": cfg.algo.policy_loss,
-            "algo/agg": cfg.algo.agg,
-        },
-    )
 
 
 @dataclass
@@ -143,7 +81,7 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         own_workers = False
     trainer = TrainerGroup(
         model_path,
-        trainer_settings(cfg),
+        cfg,
         world=cfg.trainer.world_size,
         rank_cpus=cfg.trainer.rank_cpus,
         env=env,
@@ -188,6 +126,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     from rlkit.runtime.spine import Spine
 
     prepare.check_inputs(cfg)
+    cfg = prepare.absolute_plugin_paths(cfg)
     run_dir = prepare.make_run_dir(cfg)
     model_path = prepare.prepare_model(cfg, run_dir, log=log)
     eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id
@@ -204,25 +143,27 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         total_steps=cfg.trainer.total_steps,
     )
     spine = Spine(
-        spine_settings(cfg, eos_id),
+        cfg,
         parts.workers,
         parts.trainer,
         prepare.prompt_stream(cfg, model_path),
         parts.rewards,
         logger,
+        eos_id=eos_id,
         reference=parts.reference,
         critic=parts.critic,
         checkpoint_dir=str(run_dir / "checkpoints"),
     )
-    spine.evaluator = parts.evaluator
+    spine.recorder.evaluator = parts.evaluator
     try:
         parts.wait_ready(cfg)
-        spine.t_last = time.perf_counter()
+        spine.recorder.t_last = time.perf_counter()
         (run_sync if cfg.async_.mode == "sync" else run_async)(spine)
-        spine.collect_evals(wait=True)
-        final = spine.save(spine.step)
+        spine.recorder.collect_evals(wait=True)
+        final = spine.recorder.save(spine.step)
         log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
     finally:
+        spine.close()
         logger.close()
         parts.stop()
     from rlkit.runtime.plots import plot_run
@@ -256,21 +197,6 @@ def start_critic(cfg: RecipeConfig, model_path: str):
     from rlkit.runtime.critic_group import CriticGroup
 
     c = cfg.critic
-    settings = {
-        "seed": cfg.trainer.seed,
-        "lr": c.lr,
-        "grad_clip": cfg.trainer.grad_clip,
-        "zero_stage": c.zero_stage,
-        "micro_batch_size": c.micro_batch_size,
-        "samples_per_critic": cfg.samples_per_step // c.num_critics,
-        "num_critics": c.num_critics,
-        "value_clip": c.value_clip,
-        "dtype": cfg.model.dtype,
-    }
     return CriticGroup(
-        c.model_path or model_path,
-        settings,
-        world=c.world_size,
-        rank_cpus=c.rank_cpus,
-        env=actor_env(),
+        c.model_path or model_path, cfg, world=c.world_size, rank_cpus=c.rank_cpus, env=actor_env()
     )

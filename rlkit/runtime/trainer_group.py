@@ -14,7 +14,7 @@ from rlkit.runtime.rank_group import RankActor, start_rank_group, stop_rank_grou
 class TrainerRank(RankActor):
     """Ray actor body of one rank (created by TrainerGroup through start_rank_group)."""
 
-    def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg: dict):
+    def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
         import torch
 
         torch.set_num_threads(1)
@@ -70,10 +70,11 @@ def global_normalizers(samples: list[TrainSample], max_len: int) -> dict[str, fl
 class TrainerGroup:
     """Creates the rank actors and fans a step out to them."""
 
-    def __init__(self, model_path: str, cfg: dict, *, world: int, rank_cpus: float, env: dict):
+    def __init__(self, model_path: str, cfg, *, world: int, rank_cpus: float, env: dict):
+        """`cfg` is the whole RecipeConfig; every rank receives it as is."""
         self.world = world
-        self.max_len = cfg["max_len"]
-        self.mini_batches = cfg.get("mini_batches", 1)
+        self.max_len = cfg.rollout.max_tokens
+        self.mini_batches = cfg.trainer.mini_batches
         self.ranks, self._setup = start_rank_group(
             TrainerRank, world, rank_cpus, env, model_path, cfg
         )
@@ -127,12 +128,15 @@ class TrainerGroup:
 
 
 def merge_rank_metrics(per_rank: list[dict]) -> dict:
-    """Loss shares add up over ranks; everything else is averaged."""
+    """Shares of a step total (`.../share`: the loss, each term, the KL) add up over ranks and
+    lose the suffix (`loss/share` -> `loss`); everything else is averaged."""
     out: dict[str, float] = {}
     for k in per_rank[0]:
         vals = [m[k] for m in per_rank]
-        out[k] = sum(vals) if k == "loss/share" else sum(vals) / len(vals)
-    out["loss"] = out.pop("loss/share")
+        if k.endswith("/share"):
+            out["loss" if k == "loss/share" else k[: -len("/share")]] = sum(vals)
+        else:
+            out[k] = sum(vals) / len(vals)
     return out
 
 
@@ -149,13 +153,9 @@ class ReferenceModel:
     def logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
         import torch
 
-        from rlkit.engines.train_batch import collate, token_logprobs
+        from rlkit.engines.train_batch import collate, response_values, token_logprobs
 
         batch = collate(samples, self.model.config.pad_token_id or 0)
         with torch.no_grad():
             logp, _ = token_logprobs(self.model, batch["input_ids"], batch["attention_mask"])
-        out = []
-        for i, s in enumerate(samples):
-            lo = len(s.prompt_ids) - 1
-            out.append(logp[i, lo : lo + len(s.response_ids)].tolist())
-        return out
+        return response_values(logp, samples)

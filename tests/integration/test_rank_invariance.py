@@ -14,19 +14,16 @@ def _step(model, samples, *, world, micro, agg):
     from rlkit.runtime.cluster import actor_env
     from rlkit.runtime.trainer_group import TrainerGroup, merge_rank_metrics
 
-    cfg = {
-        "seed": 0,
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "grad_clip": 1e9,
-        "zero_stage": 2,
-        "micro_batch_size": micro,
-        "samples_per_step": len(samples),
-        "dtype": "float32",
-        "max_len": 6,
-        "lora": {"enabled": False},
-        "algo": {"policy_loss": "ppo", "loss_kw": {}, "agg": agg, "kl_beta": 0.0, "kl_kind": "k3"},
-    }
+    from rlkit.config.loader import config_from_dict
+
+    cfg = config_from_dict(
+        {
+            "model": {"kind": "tiny"},
+            "rollout": {"prompts_per_step": len(samples), "samples_per_prompt": 1, "max_tokens": 6},
+            "trainer": {"lr": 1e-3, "grad_clip": 1e9, "micro_batch_size": micro, "world_size": 1},
+            "algo": {"agg": agg},
+        }
+    )
     group = TrainerGroup(model, cfg, world=world, rank_cpus=0.5, env=actor_env())
     try:
         return merge_rank_metrics(ray.get(group.train_step_async(samples)))

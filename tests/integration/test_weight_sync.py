@@ -12,31 +12,15 @@ def _group(tiny_model, zero_stage, lora=False):
     from rlkit.runtime.cluster import actor_env
     from rlkit.runtime.trainer_group import TrainerGroup
 
-    cfg = {
-        "seed": 0,
-        "lr": 5e-2,
-        "weight_decay": 0.0,
-        "grad_clip": 1.0,
-        "zero_stage": zero_stage,
-        "micro_batch_size": 2,
-        "samples_per_step": 4,
-        "dtype": "float32",
-        "max_len": 8,
-        "lora": {
-            "enabled": lora,
-            "r": 4,
-            "alpha": 8,
-            "dropout": 0.0,
-            "target_modules": ["q_proj", "v_proj"],
-        },
-        "algo": {
-            "policy_loss": "ppo",
-            "loss_kw": {},
-            "agg": "token-mean",
-            "kl_beta": 0.0,
-            "kl_kind": "k3",
-        },
-    }
+    from rlkit.config.loader import config_from_dict
+
+    cfg = config_from_dict(
+        {
+            "model": {"kind": "tiny", "lora": {"enabled": lora, "r": 4, "alpha": 8}},
+            "rollout": {"prompts_per_step": 4, "samples_per_prompt": 1, "max_tokens": 8},
+            "trainer": {"lr": 5e-2, "zero_stage": zero_stage, "micro_batch_size": 2},
+        }
+    )
     return TrainerGroup(tiny_model, cfg, world=2, rank_cpus=0.5, env=actor_env())
 
 

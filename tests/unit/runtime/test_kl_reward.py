@@ -6,8 +6,12 @@ import math
 
 import pytest
 
+from rlkit.config.loader import config_from_dict
+from rlkit.credit import Services, build_pipeline
+from rlkit.engines.rollout_protocol import Completion
 from rlkit.engines.train_batch import TrainSample
-from rlkit.runtime.kl_reward import apply_to_outcome_advantages, kl_token_penalties
+from rlkit.runtime.groups import Group, Prompt, Sample
+from rlkit.runtime.kl_reward import kl_token_penalties
 
 
 def _k3(lp: float, ref: float) -> float:
@@ -15,16 +19,39 @@ def _k3(lp: float, ref: float) -> float:
 
 
 def test_penalties_are_beta_k3_per_token():
-    s = TrainSample([1], [2, 3], [-1.0, -2.0], 0.0, ref_logprobs=[-1.5, -1.0])
+    s = TrainSample([1], [2, 3], [-1.0, -2.0], 0.0, streams={"ref_logprobs": [-1.5, -1.0]})
     (pen,) = kl_token_penalties([s], "k3", 0.1)
     assert pen == pytest.approx([0.1 * _k3(-1.0, -1.5), 0.1 * _k3(-2.0, -1.0)])
 
 
-def test_outcome_advantages_use_reward_minus_kl_sum():
-    samples = [TrainSample([1], [2], [-1.0], 0.0) for _ in range(2)]
-    mean_pen = apply_to_outcome_advantages(
-        samples, [1.0, 1.0], [0, 0], [[0.5], [0.0]], "dr_grpo", {}
+class _Reference:
+    """Stands in for the reference actor: log π_ref = log μ + (0, -1) per sample."""
+
+    class _Call:
+        def remote(self, samples):
+            return [[lp + (0.0 if i == 0 else -1.0) for lp in s.behavior_logprobs]
+                    for i, s in enumerate(samples)]  # fmt: skip
+
+    logprobs = _Call()
+
+
+def test_outcome_advantages_use_reward_minus_kl_sum(monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "get", lambda x: x)
+    cfg = config_from_dict(
+        {
+            "model": {"kind": "tiny"},
+            "algo": {"advantage": "dr_grpo", "kl_beta": 0.5, "kl_kind": "k1", "kl_in_reward": True},
+        }
     )
-    # shaped rewards 0.5 and 1.0 -> Dr.GRPO advantages -0.25 / +0.25
-    assert [s.advantage for s in samples] == pytest.approx([-0.25, 0.25])
-    assert mean_pen == pytest.approx(0.25)
+    group = Group(0, Prompt(0, "q", [1], {}), 2, 0, 0)
+    for j in range(2):
+        group.samples[j] = Sample(j, Completion([2], [-1.0]), 0, reward=1.0)
+    pipe = build_pipeline(cfg, Services(reference=_Reference()))
+    assert pipe.names == ["reference", "kl_in_reward", "advantage"]
+    batch = pipe([group])
+    # k1 = log μ - log π_ref = 0 and 1 -> penalties 0 and 0.5 -> shaped rewards 1.0 and 0.5
+    # -> Dr.GRPO advantages +0.25 / -0.25
+    assert [s.streams["advantages"] for s in batch.samples] == pytest.approx([0.25, -0.25])
+    assert batch.stats["kl/reward_penalty"] == pytest.approx(0.25)

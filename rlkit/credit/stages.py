@@ -1,0 +1,133 @@
+"""The shipped credit stages: reference log-probs, critic values, KL in the reward, advantages,
+the critic update.  Each is one small job on a CreditBatch (see rlkit.credit.base)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rlkit.credit.base import CreditBatch, Services, register_credit_stage
+
+
+@register_credit_stage("reference")
+class ReferenceLogprobs:
+    """log π_ref of every response token from the reference actor -> stream `ref_logprobs`."""
+
+    def __init__(self, cfg: Any, **_: Any):
+        pass
+
+    def run(self, batch: CreditBatch, services: Services) -> None:
+        import ray
+
+        refs = ray.get(services.reference.logprobs.remote(batch.samples))
+        for s, lp in zip(batch.samples, refs):
+            s.streams["ref_logprobs"] = lp
+
+
+@register_credit_stage("critic_values")
+class CriticValues:
+    """V_m(s_t) of every critic for every response token -> `batch.values` [M, B, T]."""
+
+    def __init__(self, cfg: Any, **_: Any):
+        pass
+
+    def run(self, batch: CreditBatch, services: Services) -> None:
+        per_critic = services.critic.values(batch.samples)  # [critic][sample][token]
+        batch.values = torch.stack([batch.padded(rows) for rows in per_critic])
+        v = batch.values.mean(0)
+        batch.stats["critic/value_mean"] = float(v[batch.mask].mean())
+        if batch.values.shape[0] > 1:
+            sigma = batch.values.std(0)
+            batch.stats["critic/value_std_mean"] = float(sigma[batch.mask].mean())
+
+
+@register_credit_stage("kl_in_reward")
+class KLInReward:
+    """β·k(log μ_t, log π_ref,t) per token, to be subtracted from the reward (rlkit.runtime.
+    kl_reward has the formula); the advantage stage applies it."""
+
+    def __init__(self, cfg: Any, **_: Any):
+        self.kind, self.beta = cfg.algo.kl_kind, cfg.algo.kl_beta
+
+    def run(self, batch: CreditBatch, services: Services) -> None:
+        from rlkit.runtime.kl_reward import kl_token_penalties
+
+        pens = kl_token_penalties(batch.samples, self.kind, self.beta)
+        batch.token_penalties = batch.padded(pens)
+        batch.stats["kl/reward_penalty"] = sum(sum(p) for p in pens) / len(pens)
+
+
+@register_credit_stage("advantage")
+class Advantages:
+    """The recipe's estimator (`algo.advantage`: a registered name or a path) -> stream
+    `advantages`.  Outcome estimators see R − Σ_t β·k_t when the KL is in the reward;
+    token-level ones (`needs_values`, e.g. `gae`) see token rewards R·1[last] − β·k_t and the
+    mean critic value; `token_level` sees the rewards' `token_scores`."""
+
+    def __init__(self, cfg: Any, **_: Any):
+        self.name, self.kw = cfg.algo.advantage, dict(cfg.algo.advantage_kw)
+        if self.name == "gae":
+            self.kw = {"gamma": cfg.critic.gamma, "lam": cfg.critic.lam, **self.kw}
+
+    def run(self, batch: CreditBatch, services: Services) -> None:
+        from rlkit.algos import compute_advantages, place_at_last_token
+
+        rewards = batch.rewards
+        if batch.values is not None:  # token-level estimator over critic values
+            rewards = place_at_last_token(rewards, batch.mask)
+            if batch.token_penalties is not None:
+                rewards = rewards - batch.token_penalties
+        elif batch.token_penalties is not None:
+            rewards = rewards - batch.token_penalties.sum(1)
+        kw = {**self.kw, **batch.estimator_kw}
+        if self.name == "token_level":
+            kw["token_advantages"] = batch.padded(token_scores(batch))
+        adv = compute_advantages(
+            self.name,
+            rewards=rewards,
+            group_ids=batch.group_ids,
+            mask=batch.mask,
+            values=None if batch.values is None else batch.values.mean(0),
+            **kw,
+        )
+        batch.set_stream("advantages", adv)
+        batch.stats["advantage/mean"] = float(_valid(adv, batch.mask).mean())
+        batch.stats["advantage/abs_mean"] = float(_valid(adv, batch.mask).abs().mean())
+
+
+@register_credit_stage("critic_update")
+class CriticUpdate:
+    """GAE returns R_t = A_t + V̄_t (unwhitened) as value targets; starts every critic's step on
+    its disjoint share of each group (rlkit.runtime.critic_group) without waiting for it."""
+
+    def __init__(self, cfg: Any, **_: Any):
+        self.gamma, self.lam = cfg.critic.gamma, cfg.critic.lam
+
+    def run(self, batch: CreditBatch, services: Services) -> None:
+        from rlkit.algos import gae_returns, place_at_last_token
+
+        rewards = place_at_last_token(batch.rewards, batch.mask)
+        if batch.token_penalties is not None:
+            rewards = rewards - batch.token_penalties
+        v = batch.values.mean(0)
+        _, ret = gae_returns(rewards, v, batch.mask, gamma=self.gamma, lam=self.lam)
+        batch.stats["critic/return_mean"] = float(ret[batch.mask].mean())
+        lengths = batch.lengths
+        returns = [ret[i, :n].tolist() for i, n in enumerate(lengths)]
+        old = [[v_m[i, :n].tolist() for i, n in enumerate(lengths)] for v_m in batch.values]
+        sizes = [g.size for g in batch.groups]
+        batch.extra_refs += services.critic.train_async(batch.samples, returns, old, sizes)
+
+
+def token_scores(batch: CreditBatch) -> list[list[float]]:
+    """Per-token process scores of every sample; a sample whose rewards gave none gets its
+    outcome reward on every token."""
+    out = []
+    for (_, s), r, n in zip(batch.flat, batch.rewards.tolist(), batch.lengths):
+        out.append(list(s.token_scores) if s.token_scores is not None else [r] * n)
+    return out
+
+
+def _valid(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return adv[mask] if adv.dim() == 2 else adv

@@ -1,0 +1,191 @@
+"""Rollout scheduling: admitting groups, collecting finished requests, rewards, aborts, drops.
+
+Plain Python over the rollout strategy, the reward pool and the staleness manager: nothing here
+calls Ray, so it is unit-tested with fake workers (tests/unit/runtime/test_rollout_scheduler.py).
+The loops (rlkit.runtime.loops) move requests between it and the worker actors.
+
+Accounting: every admitted group ends exactly once as consumed (trained), aborted (too stale in
+flight), dropped (too stale in the buffer), filtered (no learning signal) or failed (the engine
+refused a request); `counts()` reports them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rlkit.runtime.groups import Group, Prompt, Sample
+from rlkit.runtime.staleness import GroupBuffer, StalenessManager
+from rlkit.runtime.strategies import RolloutStrategy, parse_request_id
+
+
+class RolloutScheduler:
+    def __init__(
+        self,
+        strategy: RolloutStrategy,
+        prompts: Iterator[Prompt],
+        rewards: Any,
+        *,
+        num_workers: int,
+        alpha: int,
+        groups_per_step: int,
+        samples_per_prompt: int,
+        accept: Callable[[Group], bool] = lambda g: True,
+    ):
+        self.strategy, self.prompts, self.rewards = strategy, prompts, rewards
+        self.num_workers, self.alpha, self.size = num_workers, alpha, samples_per_prompt
+        self.groups_per_step, self.accept = groups_per_step, accept
+        self.staleness = StalenessManager(alpha, groups_per_step)
+        self.buffer = GroupBuffer()
+        self.running: dict[int, Group] = {}
+        self.reward_futures: list[tuple[Group, list[int], Any]] = []
+        self.next_group_id = 0
+        self.worker_version = 0  # version whose weights were sent to every worker
+        self.failed_groups = 0
+        self.step_tokens = 0
+
+    # ---- admission ----
+    def new_group(self) -> tuple[Group, list]:
+        """Admit the next prompt as a group on the least-loaded worker; returns its requests."""
+        load = [0] * self.num_workers
+        for g in self.running.values():
+            load[g.worker] += 1
+        worker = min(range(self.num_workers), key=lambda w: (load[w], w))
+        group = Group(
+            self.next_group_id, next(self.prompts), self.size, self.worker_version, worker
+        )
+        self.next_group_id += 1
+        self.running[group.group_id] = group
+        self.staleness.on_start()
+        reqs = self.strategy.requests(group)
+        group.requests = {r.request_id for r in reqs}
+        return group, reqs
+
+    # ---- finished requests and rewards ----
+    def on_finished(self, finished: list) -> dict[int, list]:
+        """Record finished requests; start rewards (per sample, or per group when the strategy
+        scores whole groups).  Returns follow-up requests per worker (multi-turn strategies)."""
+        follow: dict[int, list] = {}
+        for f in finished:
+            gid, _ = parse_request_id(f.request_id)
+            group = self.running.get(gid)
+            if group is None or f.completion.finish_reason == "abort":
+                continue  # its group was aborted as too stale
+            if f.completion.finish_reason == "error":  # the engine refused the request
+                self._drop_failed(group, f.completion.text)
+                continue
+            group.requests.discard(f.request_id)
+            group.start_version = min(group.start_version, f.start_version)
+            out = self.strategy.on_finished(group, f.request_id, f.completion)
+            for j, completion in out.samples:
+                group.samples[j] = Sample(j, completion, f.start_version)
+                self.step_tokens += len(completion.token_ids)
+            for req in out.follow_up:
+                group.requests.add(req.request_id)
+                follow.setdefault(group.worker, []).append(req)
+            self._submit_rewards(group, [j for j, _ in out.samples])
+        return follow
+
+    def _submit_rewards(self, group: Group, new: list[int]) -> None:
+        if self.strategy.reward_scope == "group":
+            if not group.generated:
+                return
+            new = sorted(group.samples)
+        if not new:
+            return
+        texts = [group.samples[j].completion for j in new]
+        fields = [{**group.prompt.fields, "num_tokens": len(c.token_ids)} for c in texts]
+        if self.strategy.reward_scope == "group":  # group rewards see each sample's rank
+            fields = [{**f, "rank": j} for f, j in zip(fields, new)]
+        futs = self.rewards.submit_many(
+            [group.prompt.text] * len(new), [c.text for c in texts], fields
+        )
+        self.reward_futures.append((group, new, futs))
+
+    def _drop_failed(self, group: Group, error: str) -> None:
+        """A group the engine could not serve is dropped, counted, logged once; a new one
+        takes its slot."""
+        del self.running[group.group_id]
+        self.staleness.on_filter()
+        self.failed_groups += 1
+        self.reward_futures = [t for t in self.reward_futures if t[0] is not group]
+        if self.failed_groups == 1:
+            print(
+                f"[rlkit] dropping a group the rollout engine refused ({error}); further "
+                f"ones are counted in rollout/failed_groups",
+                file=sys.stderr,
+            )
+
+    def poll_rewards(self, wait_s: float = 0.0) -> int:
+        """Move groups whose every sample is generated and rewarded into the buffer."""
+        if wait_s and self.reward_futures:
+            cf.wait(
+                [f for _, _, fs in self.reward_futures for f in fs],
+                timeout=wait_s,
+                return_when=cf.FIRST_COMPLETED,
+            )
+        pending, completed = [], 0
+        for group, idx, futs in self.reward_futures:
+            if not all(f.done() for f in futs):
+                pending.append((group, idx, futs))
+                continue
+            for j, fut in zip(idx, futs):
+                res, s = fut.result(), group.samples[j]
+                s.reward, s.components, s.reward_failed = res.score, res.components, res.failed
+                s.token_scores = res.token_scores
+            completed += self._retire_if_done(group)
+        self.reward_futures = pending
+        return completed
+
+    def _retire_if_done(self, group: Group) -> int:
+        if not group.done or group.group_id not in self.running:
+            return 0
+        del self.running[group.group_id]
+        if not self.accept(group):  # DAPO dynamic sampling: no learning signal
+            self.staleness.on_filter()
+            return 0
+        self.staleness.on_finish()
+        self.buffer.put(group)
+        return 1
+
+    def all_generated(self) -> bool:
+        """True when every running group has all its samples (rewards may be pending)."""
+        return all(g.generated for g in self.running.values())
+
+    # ---- staleness ----
+    def abort_stale(self, train_version: int) -> dict[int, list[str]]:
+        """Abort running groups that can no longer be trained on; request ids per worker."""
+        min_version = self.staleness.min_usable_version(train_version, self.alpha)
+        aborts: dict[int, list[str]] = {}
+        for gid, g in list(self.running.items()):
+            if g.start_version < min_version:
+                aborts.setdefault(g.worker, []).extend(sorted(g.requests))
+                del self.running[gid]
+                self.staleness.on_abort()
+        self.reward_futures = [t for t in self.reward_futures if t[0].group_id in self.running]
+        return aborts
+
+    def take_batch(self, train_version: int) -> list[Group] | None:
+        """The oldest `groups_per_step` usable groups, or None; too-stale ones are dropped."""
+        min_version = self.staleness.min_usable_version(train_version, self.alpha)
+        self.staleness.on_drop(len(self.buffer.drop_stale(min_version)))
+        groups = self.buffer.take(self.groups_per_step)
+        if groups is not None:
+            self.staleness.on_consume(len(groups))
+        return groups
+
+    def counts(self) -> dict[str, int]:
+        """Where every admitted group is now or ended (they add up to `admitted`)."""
+        st = self.staleness
+        return {
+            "admitted": self.next_group_id,
+            "running": len(self.running),
+            "buffered": len(self.buffer),
+            "consumed": st.consumed,
+            "aborted": st.aborted_stale,
+            "dropped": st.dropped_stale,
+            "filtered": st.filtered - self.failed_groups,
+            "failed": self.failed_groups,
+        }

@@ -1,0 +1,78 @@
+"""After each step: the metrics record, checkpoints, evaluation during training, logging."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class StepRecorder:
+    def __init__(self, cfg: Any, trainer: Any, logger: Any, checkpoint_dir: str | None):
+        self.cfg, self.trainer, self.logger = cfg, trainer, logger
+        self.checkpoint_dir = checkpoint_dir
+        self.evaluator: dict | None = None  # {"actor", "every", "suite", "data", ...}
+        self.pending_evals: list = []
+        self.history: list[dict] = []
+        self.t_last = time.perf_counter()
+        a = cfg.algo
+        self.names = {
+            "algo/advantage": a.advantage,
+            "algo/policy_loss": a.policy_loss,
+            "algo/agg": a.agg,
+            "engine/rollout": cfg.rollout.engine,
+            "engine/train": f"deepspeed-zero{cfg.trainer.zero_stage}",
+        }
+
+    def record(self, step: int, metrics: dict, rollout: dict) -> dict:
+        """Log step `step` (metrics of the train step + rollout counters), save, evaluate."""
+        now = time.perf_counter()
+        step_s, self.t_last = now - self.t_last, now
+        rec = {
+            **rollout.pop("reward_pool", {}),  # pool-wide counts; the batch's own stats win
+            "step": step,
+            "policy_version": step,
+            **metrics,
+            "time/step_s": step_s,
+            "throughput/tokens_per_s": rollout.pop("tokens") / max(step_s, 1e-9),
+            **rollout,
+            **self.names,
+        }
+        every = self.cfg.trainer.save_every
+        if self.checkpoint_dir and every and step % every == 0:
+            self.save(step)
+        self.maybe_eval(step)
+        rec.update(self.collect_evals())
+        self.logger.log(rec)
+        self.history.append(rec)
+        return rec
+
+    def maybe_eval(self, step: int) -> None:
+        """At eval steps, hand the new weights to the eval actor (runs concurrently)."""
+        ev = self.evaluator
+        if ev is None or step % ev["every"]:
+            return
+        blob = self.trainer.export_weights_async()
+        ref = ev["actor"].evaluate.remote(
+            blob, step, ev["suite"], ev["data"], ev["items"], ev["settings"]
+        )
+        self.pending_evals.append(ref)
+
+    def collect_evals(self, wait: bool = False) -> dict:
+        """Results of finished evaluations (all of them when `wait`), also to eval.jsonl."""
+        import ray
+
+        if not self.pending_evals:
+            return {}
+        n = len(self.pending_evals) if wait else 0
+        ready, self.pending_evals = ray.wait(
+            self.pending_evals, num_returns=max(n, 1), timeout=None if wait else 0
+        )
+        merged: dict = {}
+        for result in ray.get(ready):
+            self.logger.log_eval(result)
+            merged.update({k: v for k, v in result.items() if k != "step"})
+            merged["eval/step"] = result["step"]
+        return merged
+
+    def save(self, step: int) -> str:
+        return self.trainer.save(f"{self.checkpoint_dir}/step_{step}")

@@ -1,0 +1,95 @@
+"""Rollout strategies: how a prompt becomes a group job on a rollout worker, and how its rewards
+are asked for.
+
+A strategy turns a group into requests for the worker's request loop and turns each finished
+request back into samples of the group.  `sample` (the default) is one seeded request per sample
+with per-sample rewards started the moment each finishes (ROLL Flash queue scheduling).  A
+strategy whose one request yields the whole group (ReRe's constrained beam search) or that needs
+the whole group to score it (a ranking reward) sets `reward_scope = "group"`: rewards are then
+asked for once the group is complete, in one call, so batch reward functions see all of it.
+A multi-turn strategy is one more implementation: `on_finished` may return no samples and new
+requests (the next turn) instead, while other groups keep the engine busy.
+
+Strategies are registered with `register_rollout_strategy` or named by path in
+`rollout.strategy`; `rollout.strategy_kw` are their knobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rlkit.algos.registry import Registry
+from rlkit.engines.rollout_protocol import Completion, SamplingConfig
+from rlkit.runtime.rollout_worker import SampleRequest
+
+ROLLOUT_STRATEGIES: Registry = Registry("rollout strategy")
+
+
+def register_rollout_strategy(name: str, *, override: bool = False):
+    """Register a strategy class `cls(sampling: SamplingConfig, seed: int, **knobs)`."""
+    return ROLLOUT_STRATEGIES.register(name, override=override)
+
+
+@dataclass
+class Outcome:
+    """What one finished request gives back: samples (index, completion) of its group, and
+    follow-up requests (multi-turn) if any."""
+
+    samples: list[tuple[int, Completion]] = field(default_factory=list)
+    follow_up: list[SampleRequest] = field(default_factory=list)
+
+
+class RolloutStrategy(Protocol):
+    reward_scope: str  # "sample" or "group"
+
+    def requests(self, group: Any) -> list[SampleRequest]: ...
+
+    def on_finished(self, group: Any, request_id: str, completion: Completion) -> Outcome: ...
+
+
+def request_id(group_id: int, index: int) -> str:
+    return f"{group_id}:{index}"
+
+
+def parse_request_id(rid: str) -> tuple[int, int]:
+    g, j = rid.split(":")[:2]
+    return int(g), int(j)
+
+
+def sample_seed(base_seed: int, group_id: int, index: int) -> int:
+    """A per-request seed: the same sample gets the same randomness in every code path."""
+    return (base_seed * 1_000_003 + group_id * 1_009 + index) % (2**31 - 1)
+
+
+@register_rollout_strategy("sample")
+class SampleStrategy:
+    """G independent requests per prompt (ROLL Flash "prompt replication"), each seeded.
+
+    A row with a `max_tokens` field generates exactly that many tokens (EOS ignored): the
+    benchmark's long-tailed response lengths, or per-prompt budgets."""
+
+    reward_scope = "sample"
+
+    def __init__(self, sampling: SamplingConfig, seed: int, **_: Any):
+        self.sampling, self.seed = sampling, seed
+
+    def requests(self, group: Any) -> list[SampleRequest]:
+        reqs = []
+        budget = group.prompt.fields.get("max_tokens")
+        for j in range(group.size):
+            sampling = SamplingConfig(**{**self.sampling.__dict__, "n": 1})
+            if budget is not None:
+                sampling.max_tokens, sampling.ignore_eos = int(budget), True
+            sampling.seed = sample_seed(self.seed, group.group_id, j)
+            reqs.append(
+                SampleRequest(request_id(group.group_id, j), group.prompt.token_ids, sampling)
+            )
+        return reqs
+
+    def on_finished(self, group: Any, request_id: str, completion: Completion) -> Outcome:
+        return Outcome(samples=[(parse_request_id(request_id)[1], completion)])
+
+
+def make_strategy(name: str, sampling: SamplingConfig, seed: int, kw: dict) -> RolloutStrategy:
+    return ROLLOUT_STRATEGIES[name](sampling, seed, **kw)

@@ -1,0 +1,43 @@
+"""Training dispatch: the credit pipeline and the trainer step, off the rollout loop's thread.
+
+`submit(groups)` returns at once; a single background thread turns the groups into samples
+(reference, critic and probe calls included), starts the trainer group's step and any refs the
+credit stages started (the critic update), and waits for them.  The rollout loop keeps stepping
+the workers meanwhile.  One step at a time: steps stay in order, so alpha = 0 stays exact.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from rlkit.runtime.trainer_group import merge_rank_metrics
+
+
+class TrainerDispatch:
+    def __init__(self, pipeline: Any, trainer: Any):
+        self.pipeline, self.trainer = pipeline, trainer
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlkit-train")
+
+    def submit(self, groups: list, stats: dict) -> Future:
+        """Start credit + train for `groups`; the Future gives the step's metrics."""
+        return self._pool.submit(self._run, groups, dict(stats))
+
+    def _run(self, groups: list, stats: dict) -> dict:
+        import ray
+
+        t0 = time.perf_counter()
+        batch = self.pipeline(groups)
+        stats.update(batch.stats)
+        side = list(batch.extra_refs)  # e.g. the critic update, running beside the policy's
+        results = ray.get(side + self.trainer.train_step_async(batch.samples))
+        metrics = merge_rank_metrics(results[len(side) :])
+        if side:
+            per = results[: len(side)]
+            metrics.update({k: sum(r[k] for r in per) / len(per) for k in per[0]})
+        metrics["time/train_s"] = time.perf_counter() - t0
+        return {**stats, **metrics}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

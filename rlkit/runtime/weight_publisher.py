@@ -1,0 +1,25 @@
+"""Weight publishing: new policy weights from the trainer group to every rollout worker.
+
+CPU and GPU: safetensors bytes through Ray's object store, loaded by each worker between engine
+steps.  GPU clusters: an NCCL broadcast from trainer rank 0 (`trainer.weight_sync: nccl`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WeightPublisher:
+    def __init__(self, trainer: Any, workers: list, mode: str):
+        self.trainer, self.workers, self.mode = trainer, workers, mode
+
+    def publish(self, version: int) -> None:
+        """Send the trainer's current weights as `version` (non-blocking)."""
+        if self.mode == "nccl":  # receivers run concurrently with the broadcast
+            for w in self.workers:
+                w.receive_nccl.remote(self.trainer.nccl_specs, version)
+            self.trainer.broadcast_weights_async()
+            return
+        blob = self.trainer.export_weights_async()
+        for w in self.workers:
+            w.load_weights.remote(blob, version)
