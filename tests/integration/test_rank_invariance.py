@@ -11,10 +11,9 @@ pytestmark = pytest.mark.slow
 def _step(model, samples, *, world, micro, agg):
     import ray
 
+    from rlkit.config.loader import config_from_dict
     from rlkit.runtime.cluster import actor_env
     from rlkit.runtime.trainer_group import TrainerGroup, merge_rank_metrics
-
-    from rlkit.config.loader import config_from_dict
 
     cfg = config_from_dict(
         {

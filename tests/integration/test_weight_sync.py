@@ -9,10 +9,9 @@ pytestmark = pytest.mark.slow
 
 
 def _group(tiny_model, zero_stage, lora=False):
+    from rlkit.config.loader import config_from_dict
     from rlkit.runtime.cluster import actor_env
     from rlkit.runtime.trainer_group import TrainerGroup
-
-    from rlkit.config.loader import config_from_dict
 
     cfg = config_from_dict(
         {
