@@ -151,6 +151,10 @@ def grpo_vps_advantage(
     return torch.where(_bool(mask), adv, torch.zeros_like(adv))
 
 
+# The credit stage that fills `beliefs` and `segment_ends` (rlkit.credit.vps_stage).
+grpo_vps_advantage.credit_stages = ("vps_probes",)
+
+
 def _mean_std(xs: list[float]) -> tuple[float, float]:
     if not xs:
         return 0.0, 0.0

@@ -74,3 +74,4 @@ class Services:
     reference: Any = None
     critic: Any = None
     probe: Any = None  # callable(sequences, starts) -> per-sequence logprob lists
+    model_path: str | None = None  # the run's initial HF folder (tokenizer, HF copies)

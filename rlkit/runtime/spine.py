@@ -37,6 +37,7 @@ class Spine:
         reference: Any = None,
         critic: Any = None,
         checkpoint_dir: str | None = None,
+        model_path: str | None = None,
     ):
         from rlkit.credit import Services, build_pipeline
         from rlkit.credit.filters import group_filter
@@ -57,7 +58,7 @@ class Spine:
             samples_per_prompt=r.samples_per_prompt,
             accept=group_filter(cfg),
         )
-        services = Services(reference=reference, critic=critic, probe=WorkerProbe(workers))
+        services = Services(reference, critic, WorkerProbe(workers), model_path=model_path)
         self.dispatch = TrainerDispatch(build_pipeline(cfg, services), trainer)
         self.publisher = WeightPublisher(trainer, workers, cfg.trainer.weight_sync)
         self.recorder = StepRecorder(cfg, trainer, logger, checkpoint_dir)
