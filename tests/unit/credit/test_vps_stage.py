@@ -128,7 +128,8 @@ def test_estimator_gets_the_beliefs_and_stats_are_logged(tiny):
 
 def test_method_packed_uses_the_initial_model(tiny):
     path, tok, model = tiny
-    engine, packed = _batch(tok, [("2+2=", "4", TEXTS[:2])]), _batch(tok, [("2+2=", "4", TEXTS[:2])])
+    rows = [("2+2=", "4", TEXTS[:2])]
+    engine, packed = _batch(tok, rows), _batch(tok, rows)
     CREDIT_STAGES["vps_probes"](_cfg(path), min_tokens=2).run(
         engine, Services(probe=FakeProbe(model), model_path=path)
     )
