@@ -7,6 +7,7 @@ torch; ``import rlkit`` does not import it.
 
 from rlkit.algos.advantages import compute_advantages, group_index, group_stats
 from rlkit.algos.aggregation import AGG_MODES, aggregate, compute_normalizers
+from rlkit.algos.asyppo import asyppo_masks
 from rlkit.algos.attention_credit import attention_gammas, attention_signals, gamma_metrics
 from rlkit.algos.critic import value_loss
 from rlkit.algos.dapo import DynamicSamplingResult, dynamic_sampling_filter, overlong_reward_penalty
@@ -48,6 +49,7 @@ __all__ = [
     "aggregate",
     "answer_beliefs",
     "apply_kl_to_rewards",
+    "asyppo_masks",
     "attention_gammas",
     "attention_signals",
     "compute_advantages",

@@ -139,12 +139,25 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class CriticConfig:
-    """PPO's value model(s): a DeepSpeed group holding `num_critics` LMs with scalar heads
-    (initialised from `model_path`, default the policy's initial weights). Needed by `gae`."""
+    """PPO's value model(s): a DeepSpeed group holding `num_critics` LMs with scalar heads.
+    Needed by the value estimators (`gae`, `asyppo`; VALUE_ESTIMATORS).
+
+    The critics' backbone is `model_path` (an HF folder sharing the actor's tokenizer), else
+    `tiny` (a small Qwen2 built from this config with the actor's tokenizer, under the run
+    dir: AsyPPO's mini-critics), else the policy's initial weights.  `num_critics: 0` = auto:
+    2 for `asyppo` (arXiv 2510.01656), 1 otherwise; critic m trains on sample j of every group
+    with j mod M = m.  `head_init_std`: std of the value head's normal init (0 = zero head, all
+    critics start at V = 0; > 0 gives each critic its own random head, so AsyPPO's σ is not 0
+    everywhere on the first step).  `placement`: `separate` = the critic ranks reserve
+    `rank_cpus` each (their own share of the cluster); `colocated` = they reserve no CPUs and
+    are pinned to the trainer ranks' nodes, sharing the trainer's CPUs/GPUs (docs/asyppo.md)."""
 
     enabled: bool = False
-    num_critics: int = 1
+    num_critics: int = 0
     model_path: str | None = None
+    tiny: TinyModelConfig | None = None
+    head_init_std: float = 0.0
+    placement: Literal["separate", "colocated"] = "separate"
     world_size: int = 1
     zero_stage: int = 2
     lr: float = 5e-6
@@ -153,6 +166,16 @@ class CriticConfig:
     gamma: float = 1.0
     lam: float = 0.95
     rank_cpus: float = 0.5
+
+
+# Advantage estimators that read critic values (they need `critic.enabled`).
+VALUE_ESTIMATORS = ("gae", "asyppo")
+
+
+def critic_count(cfg: RecipeConfig) -> int:
+    """M: `critic.num_critics`, or when 0 (auto) 2 for `asyppo` and 1 otherwise."""
+    n = cfg.critic.num_critics
+    return n if n else (2 if cfg.algo.advantage == "asyppo" else 1)
 
 
 @dataclass(frozen=True)
@@ -273,24 +296,26 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
         errs.append(("data.path", "expected a dataset file or hub name when data.kind is 'file'"))
     if cfg.eval.every > 0 and not cfg.eval.data:
         errs.append(("eval.data", "expected a suite data file when eval.every > 0"))
-    if (cfg.algo.advantage == "gae") != cfg.critic.enabled:
+    if (cfg.algo.advantage in VALUE_ESTIMATORS) != cfg.critic.enabled:
         errs.append(
             (
                 "critic.enabled",
-                "the `gae` advantage and a critic go together: set "
-                "critic.enabled: true with algo.advantage: gae (and only then)",
+                "the value advantages (gae, asyppo) and a critic go together: set "
+                "critic.enabled: true with algo.advantage: gae or asyppo (and only then)",
             )
         )
-    n_critic = cfg.samples_per_step // max(1, cfg.critic.num_critics)
+    m_critics = critic_count(cfg)
+    n_critic = cfg.samples_per_step // max(1, m_critics)
     if cfg.critic.enabled and (
-        cfg.critic.num_critics < 1
+        m_critics < 1
+        or (cfg.algo.advantage == "asyppo" and m_critics < 2)
         or n_critic % cfg.critic.world_size
-        or cfg.rollout.samples_per_prompt % cfg.critic.num_critics
+        or cfg.rollout.samples_per_prompt % m_critics
     ):
         errs.append(
             (
                 "critic.num_critics",
-                "expected >= 1 critics dividing samples_per_prompt, "
+                "expected >= 1 critics (>= 2 for asyppo) dividing samples_per_prompt, "
                 "each critic's share divisible by critic.world_size",
             )
         )

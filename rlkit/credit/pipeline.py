@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
+from rlkit.credit import asyppo_stage as _asyppo_stage  # noqa: F401  (AsyPPO's stages)
 from rlkit.credit import stages as _stages  # noqa: F401  (registers the shipped stages)
+from rlkit.credit import vps_stage as _vps_stage  # noqa: F401  (GRPO-VPS probes)
 from rlkit.credit.base import CREDIT_STAGES, CreditBatch, Services
 from rlkit.engines.train_batch import TrainSample
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def build_value_model(model_path: str, dtype: Any = None):
-    """Backbone from `model_path` (usually the policy's initial weights) + a zero-init head.
+def build_value_model(model_path: str, dtype: Any = None, head_init_std: float = 0.0):
+    """Backbone from `model_path` (the policy's initial weights, or a smaller model sharing its
+    tokenizer: AsyPPO's mini-critics) + a scalar head.
 
-    The head starts at 0 so that early advantages are the plain returns, not noise."""
+    By default the head starts at 0 so that early advantages are the plain returns, not noise;
+    `head_init_std > 0` draws its weight from N(0, std²) (bias 0) from torch's current RNG, so
+    critics built one after the other start different (AsyPPO's σ is then > 0 from step 0)."""
     import torch
     from torch import nn
     from transformers import AutoModel
@@ -22,7 +25,10 @@ def build_value_model(model_path: str, dtype: Any = None):
             super().__init__()
             self.backbone = AutoModel.from_pretrained(model_path, dtype=dtype or torch.float32)
             self.value_head = nn.Linear(self.backbone.config.hidden_size, 1)
-            nn.init.zeros_(self.value_head.weight)
+            if head_init_std > 0:
+                nn.init.normal_(self.value_head.weight, std=head_init_std)
+            else:
+                nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
         def forward(self, input_ids, attention_mask):

@@ -3,7 +3,15 @@
 PPO uses M = 1 (every critic sees every sample); AsyPPO's mini-critics use M > 1, each group's
 G responses split into M disjoint subsets (sample j of a group -> critic j mod M).  The
 controller asks for values before a step (GAE on the mean value V̄ = mean_m V_m) and trains the
-critics on the returns while the policy trains.
+critics on the returns while the policy trains: `train_async` returns Ray refs at once and the
+dispatch waits for them together with the policy step (rlkit.runtime.trainer_dispatch).
+
+Placement (`critic.placement`): `separate` ranks reserve `critic.rank_cpus` CPUs each, wherever
+Ray finds room (their own DeepSpeed group, their own share of the cluster); `colocated` ranks
+reserve 0 CPUs and critic rank r is pinned to the node of trainer rank r (when the trainer group
+is given), so the critics share the trainer's CPUs and that node's GPUs.  Either way the critics
+are their own torch.distributed group (never the trainer's): placement moves processes, not
+process groups.
 """
 
 from __future__ import annotations
@@ -33,8 +41,37 @@ class CriticRank(RankActor):
         self.critics.shutdown()
 
 
+def start_pinned_group(cls, world: int, rank_cpus: float, env: dict, nodes: list[str], *args):
+    """start_rank_group with rank r pinned to Ray node `nodes[r % len(nodes)]` (hard affinity)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor = ray.remote(num_cpus=rank_cpus, runtime_env={"env_vars": env})(cls)
+    ranks = [
+        actor.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[r % len(nodes)], soft=False)
+        ).remote()
+        for r in range(world)
+    ]
+    addr, port = ray.get(ranks[0].rendezvous.remote())
+    setups = [rank.setup.remote(i, world, addr, port, *args) for i, rank in enumerate(ranks)]
+    return ranks, setups
+
+
+def actor_nodes(actors: list) -> list[str]:
+    """Ray node ids of rank actors (through their `rendezvous`, which reports the node IP)."""
+    import ray
+
+    by_ip = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    ips = [addr for addr, _ in ray.get([a.rendezvous.remote() for a in actors])]
+    return [by_ip[ip] for ip in ips]
+
+
 def critic_subsets(group_sizes: list[int], num_critics: int) -> list[list[int]]:
-    """Indices (into the flat batch) each critic trains on: sample j of a group -> j mod M."""
+    """Indices (into the flat batch) each critic trains on: sample j of a group -> j mod M.
+
+    The subsets are disjoint and cover the batch; each critic gets an even share of every
+    group (AsyPPO: each mini-critic sees every prompt, never a response another critic sees)."""
     subsets: list[list[int]] = [[] for _ in range(num_critics)]
     start = 0
     for size in group_sizes:
@@ -45,12 +82,29 @@ def critic_subsets(group_sizes: list[int], num_critics: int) -> list[list[int]]:
 
 
 class CriticGroup:
-    def __init__(self, model_path: str, cfg, *, world: int, rank_cpus: float, env: dict):
-        """`cfg` is the whole RecipeConfig, handed to every rank as is."""
-        self.world, self.num_critics = world, cfg.critic.num_critics
-        self.ranks, self._setup = start_rank_group(
-            CriticRank, world, rank_cpus, env, model_path, cfg
-        )
+    def __init__(
+        self,
+        model_path: str,
+        cfg,
+        *,
+        world: int,
+        rank_cpus: float,
+        env: dict,
+        nodes: list[str] | None = None,
+    ):
+        """`cfg` is the whole RecipeConfig, handed to every rank as is; `nodes` (Ray node ids,
+        one per rank, cycled) pins the ranks: colocated placement."""
+        from rlkit.config.schema import critic_count
+
+        self.world, self.num_critics = world, critic_count(cfg)
+        if nodes:
+            self.ranks, self._setup = start_pinned_group(
+                CriticRank, world, rank_cpus, env, nodes, model_path, cfg
+            )
+        else:
+            self.ranks, self._setup = start_rank_group(
+                CriticRank, world, rank_cpus, env, model_path, cfg
+            )
 
     def wait_ready(self) -> None:
         import ray
@@ -84,3 +138,55 @@ class CriticGroup:
 
     def shutdown(self) -> None:
         stop_rank_group(self.ranks)
+
+
+def critic_model_path(cfg, actor_path: str) -> str:
+    """The critics' backbone folder: `critic.model_path` (checked to share the actor's
+    tokenizer), a tiny Qwen2 built from `critic.tiny` with the actor's tokenizer under the run
+    dir (AsyPPO's mini-critics), or the actor's own initial weights."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    c = cfg.critic
+    if c.model_path:
+        if Path(c.model_path).is_dir():  # a hub id or a path only the workers see: unchecked
+            check_same_tokenizer(c.model_path, actor_path)
+        return c.model_path
+    if c.tiny is None:
+        return actor_path
+    from rlkit.data.tiny_model import build_tiny_model
+
+    t = c.tiny
+    out = Path(cfg.logging.runs_dir) / cfg.name / "critic_model"
+    return str(
+        build_tiny_model(
+            out,
+            hidden_size=t.hidden_size,
+            num_layers=t.num_layers,
+            num_heads=t.num_heads,
+            intermediate_size=t.intermediate_size,
+            max_position_embeddings=max(256, cfg.rollout.max_model_len),
+            seed=t.seed,
+            tokenizer=AutoTokenizer.from_pretrained(actor_path),
+        )
+    )
+
+
+def check_same_tokenizer(critic_path: str, actor_path: str) -> None:
+    """A critic reads the actor's token ids: its embedding must cover the actor's vocab and,
+    when the folder has a tokenizer, map every token to the same id."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    actor = AutoTokenizer.from_pretrained(actor_path)
+    vocab = AutoConfig.from_pretrained(critic_path).vocab_size
+    if vocab < len(actor):
+        raise ValueError(
+            f"critic.model_path {critic_path}: vocab_size {vocab} < the actor's {len(actor)}"
+        )
+    try:
+        own = AutoTokenizer.from_pretrained(critic_path)
+    except (OSError, ValueError):
+        return  # no tokenizer files: the embedding size check above is all we can do
+    if own.get_vocab() != actor.get_vocab():
+        raise ValueError(f"critic.model_path {critic_path}: not the actor's tokenizer")

@@ -191,12 +191,27 @@ def start_evaluator(cfg: RecipeConfig, model_path: str) -> dict:
     }
 
 
-def start_critic(cfg: RecipeConfig, model_path: str):
-    """The critic group (PPO: one value model; AsyPPO: several) on its own DeepSpeed group."""
+def start_critic(cfg: RecipeConfig, model_path: str, trainer: Any = None):
+    """The critic group (PPO: one value model; AsyPPO: several mini-critics) as its own
+    DeepSpeed group; its backbone from rlkit.runtime.critic_group.critic_model_path.
+    `critic.placement: colocated` reserves no CPUs and pins critic rank r to trainer rank r's
+    node (when `trainer` is given; otherwise to the driver's node)."""
+    import ray
+
     from rlkit.runtime.cluster import actor_env
-    from rlkit.runtime.critic_group import CriticGroup
+    from rlkit.runtime.critic_group import CriticGroup, actor_nodes, critic_model_path
 
     c = cfg.critic
+    nodes, cpus = None, c.rank_cpus
+    if c.placement == "colocated":
+        cpus = 0
+        ranks = getattr(trainer, "ranks", None)
+        nodes = actor_nodes(ranks) if ranks else [ray.get_runtime_context().get_node_id()]
     return CriticGroup(
-        c.model_path or model_path, cfg, world=c.world_size, rank_cpus=c.rank_cpus, env=actor_env()
+        critic_model_path(cfg, model_path),
+        cfg,
+        world=c.world_size,
+        rank_cpus=cpus,
+        env=actor_env(),
+        nodes=nodes,
     )
