@@ -297,7 +297,7 @@ def signals_from_qk(
     waad = torch.zeros((batch, n), dtype=torch.float32, device=qs[0].device)
     fai, look_back = torch.zeros_like(waad), []
     with torch.no_grad():
-        for b, (nv, r) in enumerate(zip(lengths, response_start, strict=True)):
+        for b, (nv, r) in enumerate(zip(lengths, map(int, response_start), strict=True)):
             stats = [
                 _layer_head_stats(q[b], k[b], sc, nv, window, fai_lo, fai_hi, chunk_size)
                 for q, k, sc in zip(qs, ks, scalings, strict=True)
