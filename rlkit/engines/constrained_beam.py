@@ -1,77 +1,274 @@
-"""Beam search driven step by step through an engine's next-token scoring, with constraints.
+"""Constrained beam search: one algorithm for every engine, batched over prompts (ReRe).
 
-Why our own loop: ReRe ranks beams by the FULL-vocabulary log-softmax of the allowed tokens (not
-renormalised over the allowed set), and every beam must stay inside the catalogue trie.  One
-scoring call per decoding step asks the engine for the logprobs of exactly the allowed tokens of
-every live beam (vLLM: `SamplingParams(logprob_token_ids=...)`, with prefix caching making the
-shared prefixes nearly free).  Length penalty is 0: beams are ranked by their summed logprob.
+ReRe (arXiv 2510.12211, docs/algorithms.md §6, docs/rere.md) ranks beams by the summed
+FULL-vocabulary log-softmax of their tokens and keeps every beam inside the catalogue trie. The
+reference is transformers' `generate(num_beams=G, num_return_sequences=G, do_sample=False,
+length_penalty=0.0, prefix_allowed_tokens_fn=trie)` (transformers 5.19,
+`GenerationMixin._beam_search`, `early_stopping` at its default False). Per prompt and step t:
+
+1. every running beam b (score s_b) proposes its allowed tokens v with s_b + log p(v | prefix_b)
+   (float32 sums, as transformers); K = max(2, 1 + #eos ids) * G best proposals over all beams
+   are kept, best first. Exact ties are ordered by (beam slot, token id) ascending (torch.topk
+   leaves tie order unspecified; ours is deterministic).
+2. a proposal "hits" when its token is an EOS id, or, at the last step (t + 1 = max_tokens),
+   always. Hits among the first G of the K become finished hypotheses; hits beyond are dropped.
+3. the first G non-hits become the running beams (fewer when fewer exist).
+4. the finished set keeps the G best (existing ones first on ties).
+5. stop when no beam runs, at max_tokens, or when G hypotheses finished and the best running
+   score is <= the worst finished one (length_penalty 0: scores only decrease).
+
+transformers pads missing beams with placeholders scored about -1e9 (its dummy initial beams);
+they never outrank a real hypothesis, and this implementation does not create them: with fewer
+than G valid items it returns fewer than G beams. Beams cut at max_tokens may lack the EOS.
+
+Engines supply `next_token_logprobs(prefixes, candidates, top_k)`: for each prefix the
+full-vocabulary log-softmax of its candidate next tokens (or of the engine's top-k tokens when a
+candidate list is None, the unconstrained case). `BeamSearch` is a per-prompt state machine
+(`requests` / `advance`) so a request loop can drive it step by step; `run_beam_searches` drives
+many prompts with ONE scorer call per decoding step.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
 
 from rlkit.engines.rollout_protocol import AllowedTokensFn, BeamResult
 
-# (prefixes, candidate ids per prefix) -> {token id: full-vocab logprob} per prefix
-NextTokenScorer = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int] | None]], list[dict]]
+# (prefixes, candidate ids per prefix or None, top_k) -> {token id: full-vocab logprob} per prefix
+NextTokenScorer = Callable[[list[list[int]], list[list[int] | None], int], list[dict[int, float]]]
 
 
-def beam_search_one(
-    scorer: NextTokenScorer,
-    prompt: Sequence[int],
-    num_beams: int,
-    max_tokens: int,
-    eos_id: int,
-    allowed_tokens: AllowedTokensFn | None,
-    decode: Callable[[list[int]], str],
-) -> list[BeamResult]:
-    """Beam search for one prompt; returns up to `num_beams` finished beams, best first."""
-    live: list[tuple[float, list[int]]] = [(0.0, [])]
-    finished: list[tuple[float, list[int]]] = []
-    for _ in range(max_tokens):
-        if not live:
-            break
-        allowed = [None if allowed_tokens is None else list(allowed_tokens(r)) for _, r in live]
-        allowed = [a if a is None or a else [eos_id] for a in allowed]
-        scores = scorer([list(prompt) + r for _, r in live], allowed)
-        candidates = [
-            (score + lp, resp + [tok])
-            for (score, resp), token_lps in zip(live, scores)
-            for tok, lp in token_lps.items()
-        ]
-        best = heapq.nlargest(num_beams, candidates, key=lambda c: c[0])
-        live = []
-        for score, resp in best:
-            (finished if resp[-1] == eos_id else live).append((score, resp))
-        if len(finished) >= num_beams:
-            break
-    finished.extend(live)  # beams cut at max_tokens
-    finished.sort(key=lambda c: c[0], reverse=True)
-    return [
-        BeamResult(token_ids=r, text=decode([t for t in r if t != eos_id]), score=s)
-        for s, r in finished[:num_beams]
-    ]
+class Constraint(Protocol):
+    """Which tokens may follow a beam, tracked through an opaque per-beam state."""
+
+    def start(self) -> Any: ...
+
+    def allowed(self, state: Any) -> list[int] | None: ...  # None: any token
+
+    def advance(self, state: Any, token: int) -> Any: ...
+
+
+class TrieConstraint:
+    """Children of the beam's trie node; EOS only once a path is complete or left the trie."""
+
+    def __init__(self, trie: Any) -> None:
+        self.trie = trie
+
+    def start(self) -> Any:
+        return self.trie.root
+
+    def allowed(self, state: Any) -> list[int]:
+        kids = self.trie.children(state) if state is not None else []
+        return kids or [self.trie.eos_token_id]
+
+    def advance(self, state: Any, token: int) -> Any:
+        return None if state is None else self.trie.child(state, token)
+
+
+class CallableConstraint:
+    """Legacy `allowed_tokens(response_ids)`; an empty answer means EOS only."""
+
+    def __init__(self, fn: AllowedTokensFn, eos_token_id: int) -> None:
+        self.fn, self.eos = fn, int(eos_token_id)
+
+    def start(self) -> tuple[int, ...]:
+        return ()
+
+    def allowed(self, state: tuple[int, ...]) -> list[int]:
+        return sorted({int(t) for t in self.fn(list(state))}) or [self.eos]
+
+    def advance(self, state: tuple[int, ...], token: int) -> tuple[int, ...]:
+        return (*state, token)
+
+
+class NoConstraint:
+    """Unconstrained beam search (the engine proposes its top-k tokens)."""
+
+    def start(self) -> None:
+        return None
+
+    def allowed(self, state: Any) -> None:
+        return None
+
+    def advance(self, state: Any, token: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A beam: response token ids, summed full-vocab logprob (a float32 value), constraint state."""
+
+    tokens: tuple[int, ...]
+    score: float
+    state: Any = None
+
+
+class BeamSearch:
+    """transformers' beam search for ONE prompt as a state machine (see the module docstring)."""
+
+    def __init__(
+        self,
+        prompt: Sequence[int],
+        num_beams: int,
+        max_tokens: int,
+        eos_token_ids: Sequence[int],
+        constraint: Constraint,
+    ) -> None:
+        if num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+        self.prompt = [int(t) for t in prompt]
+        self.num_beams, self.max_tokens = num_beams, max_tokens
+        self.eos = frozenset(int(e) for e in eos_token_ids)
+        self.k = max(2, 1 + len(self.eos)) * num_beams
+        self.constraint = constraint
+        self.running = [Hypothesis((), 0.0, constraint.start())]
+        self.finished: list[Hypothesis] = []
+        self.steps = 0
+        self.done = max_tokens <= 0
+        self._allowed: list[list[int] | None] = []
+
+    def requests(self) -> list[tuple[list[int], list[int] | None]]:
+        """(prompt + beam tokens, allowed next ids or None) for every running beam."""
+        self._allowed = [self.constraint.allowed(h.state) for h in self.running]
+        return [(self.prompt + list(h.tokens), a) for h, a in zip(self.running, self._allowed)]
+
+    def advance(self, logprobs: Sequence[Mapping[int, float]]) -> None:
+        """One decoding step from the engine's answers to `requests()` (same order)."""
+        last = self.steps + 1 >= self.max_tokens
+        running: list[Hypothesis] = []
+        new_finished: list[Hypothesis] = []
+        for pos, (score, slot, tok) in enumerate(self._top_candidates(logprobs)):
+            if tok in self.eos or last:
+                if pos < self.num_beams:
+                    new_finished.append(self._extend(slot, tok, score))
+            elif len(running) < self.num_beams:
+                running.append(self._extend(slot, tok, score))
+        merged = sorted([*self.finished, *new_finished], key=lambda h: -h.score)  # stable
+        self.finished = merged[: self.num_beams]
+        self.running = running
+        self.steps += 1
+        self.done = last or not running or self._cannot_improve()
+
+    def results(self) -> list[tuple[list[int], float]]:
+        """Finished hypotheses (response ids, score), best first, at most num_beams."""
+        return [(list(h.tokens), h.score) for h in self.finished]
+
+    def _extend(self, slot: int, tok: int, score: float) -> Hypothesis:
+        parent = self.running[slot]
+        state = self.constraint.advance(parent.state, tok)
+        return Hypothesis((*parent.tokens, tok), score, state)
+
+    def _cannot_improve(self) -> bool:
+        """transformers' early-stop heuristic with length_penalty 0 and early_stopping False."""
+        full = len(self.finished) == self.num_beams
+        return full and self.running[0].score <= self.finished[-1].score
+
+    def _top_candidates(self, logprobs: Sequence[Mapping[int, float]]) -> list[tuple]:
+        """The K best (float32 score, beam slot, token), ties by (slot, token) ascending."""
+        scores, slots, toks = [], [], []
+        for slot, (hyp, lp) in enumerate(zip(self.running, logprobs, strict=True)):
+            allowed = self._allowed[slot]
+            ids = sorted(lp) if allowed is None else allowed
+            if not ids:
+                continue
+            vals = np.array([lp[t] for t in ids], dtype=np.float32)
+            scores.append(np.float32(hyp.score) + vals)
+            slots.append(np.full(len(ids), slot, dtype=np.int64))
+            toks.append(np.asarray(ids, dtype=np.int64))
+        if not scores:
+            return []
+        score, slot, tok = np.concatenate(scores), np.concatenate(slots), np.concatenate(toks)
+        ok = np.isfinite(score)
+        score, slot, tok = score[ok], slot[ok], tok[ok]
+        order = np.lexsort((tok, slot, -score))[: self.k]
+        return list(zip(score[order].tolist(), slot[order].tolist(), tok[order].tolist()))
+
+
+def run_beam_searches(scorer: NextTokenScorer, searches: Sequence[BeamSearch]) -> None:
+    """Drive every search to completion: one scorer call per step for all live beams."""
+    while live := [s for s in searches if not s.done]:
+        per_search = [s.requests() for s in live]
+        flat = [r for reqs in per_search for r in reqs]
+        top_k = max(s.k for s in live)
+        out = scorer([p for p, _ in flat], [c for _, c in flat], top_k)
+        start = 0
+        for search, reqs in zip(live, per_search):
+            search.advance(out[start : start + len(reqs)])
+            start += len(reqs)
+
+
+def make_constraint(
+    eos_token_id: int,
+    allowed_tokens: AllowedTokensFn | None = None,
+    allowed_sequences: Any = None,
+) -> Constraint:
+    """A trie over `allowed_sequences` (token-id lists or a prebuilt ItemTrie), else the legacy
+    callable, else no constraint."""
+    if allowed_sequences is not None:
+        from rollouts.item_trie import ItemTrie
+
+        if isinstance(allowed_sequences, ItemTrie):
+            return TrieConstraint(allowed_sequences)
+        if not len(allowed_sequences):
+            raise ValueError("allowed_sequences is empty: no response is valid")
+        return TrieConstraint(ItemTrie.from_sequences(allowed_sequences, eos_token_id))
+    if allowed_tokens is not None:
+        return CallableConstraint(allowed_tokens, eos_token_id)
+    return NoConstraint()
 
 
 def constrained_beam_search(
-    engine,
+    scorer: NextTokenScorer,
     prompts: Sequence[Sequence[int]],
     num_beams: int,
     max_tokens: int,
-    allowed_tokens: AllowedTokensFn | None,
+    *,
+    eos_token_ids: Sequence[int],
+    allowed_tokens: AllowedTokensFn | None = None,
+    allowed_sequences: Any = None,
+    decode: Callable[[list[int]], str] | None = None,
 ) -> list[list[BeamResult]]:
-    """Beam search per prompt with an engine exposing `next_token_logprobs` and `decode`."""
+    """Beam search for every prompt (see the module docstring); per prompt, best first.
+
+    `eos_token_ids[0]` is the EOS the allowed sequences end with; all ids stop a beam.
+    """
+    constraint = make_constraint(eos_token_ids[0], allowed_tokens, allowed_sequences)
+    searches = [BeamSearch(p, num_beams, max_tokens, eos_token_ids, constraint) for p in prompts]
+    run_beam_searches(scorer, searches)
+    eos = set(eos_token_ids)
     return [
-        beam_search_one(
-            engine.next_token_logprobs,
-            p,
-            num_beams,
-            max_tokens,
-            engine.eos_token_id(),
-            allowed_tokens,
-            engine.decode,
-        )
-        for p in prompts
+        [
+            BeamResult(ids, decode([t for t in ids if t not in eos]) if decode else "", score)
+            for ids, score in s.results()
+        ]
+        for s in searches
     ]
+
+
+def generation_eos_ids(model_path: str, tokenizer_eos: int | None) -> list[int]:
+    """The EOS ids `generate` stops at (generation_config.json, else config.json), with the
+    tokenizer's EOS first (the id the allowed sequences end with)."""
+    ids: list[int] = [] if tokenizer_eos is None else [int(tokenizer_eos)]
+    try:
+        from transformers import GenerationConfig
+
+        val = GenerationConfig.from_pretrained(model_path).eos_token_id
+    except (OSError, ValueError):
+        val = None
+    if val is None:
+        try:
+            from transformers import AutoConfig
+
+            val = getattr(AutoConfig.from_pretrained(model_path), "eos_token_id", None)
+        except (OSError, ValueError):
+            val = None
+    for v in val if isinstance(val, (list, tuple)) else [val]:
+        if v is not None and int(v) not in ids:
+            ids.append(int(v))
+    if not ids:
+        raise ValueError(f"{model_path}: no eos_token_id in the tokenizer or the model config")
+    return ids

@@ -1,16 +1,18 @@
 """HFEngine: the transformers fallback behind the RolloutEngine Protocol (no vLLM needed).
 
-Used where vLLM is unavailable or for exactness checks; it is slow (one prompt at a time) but
+Used where vLLM is unavailable or for exactness checks; it is slow but
 numerically the plain transformers forward. What it returns:
 
 - `generate`: `transformers.generate` per prompt with `num_return_sequences = n`. The logprob of
   each sampled token is read from the RAW model logits: log_softmax(logits / 1) at that step,
   i.e. before temperature, top-p and top-k (the unscaled model distribution; vLLM's default
   `logprobs_mode="raw_logprobs"` reports the same quantity).
-- `beam_search`: a hand-written beam search so that the ReRe constraint is exact (arXiv
-  2510.12211, docs/algorithms.md §6): log-softmax over the FULL vocabulary first, then every token
-  outside `allowed_tokens(prefix)` gets -inf; beams are ranked by the cumulative full-vocabulary
-  logprob (length_penalty 0, no renormalisation over the allowed set).
+- `beam_search`: rlkit's one constrained beam search (rlkit/engines/constrained_beam.py; ReRe,
+  arXiv 2510.12211, docs/rere.md), equal to transformers `generate(num_beams=G, ...,
+  length_penalty=0.0, prefix_allowed_tokens_fn=trie)`. This engine supplies
+  `next_token_logprobs`: the full-vocabulary log-softmax of the next token per prefix (one
+  batched forward per step over all live beams of all prompts, equal-length rows together, no
+  KV cache: correct but quadratic in the prefix length).
 - `score`: one prefill forward, log_softmax gathered at the given tokens.
 - `load_weights`: `safetensors.torch.load(bytes)` of a full state dict.
 """
@@ -21,6 +23,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from rlkit.engines.constrained_beam import generation_eos_ids
 from rlkit.engines.rollout_protocol import (
     AllowedTokensFn,
     BeamResult,
@@ -40,6 +43,7 @@ class HFEngine:
         device: str = "cpu",
         seed: int = 0,
         tokenizer: Any | None = None,
+        max_batch_tokens: int = 8192,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,6 +59,10 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.eos_token_ids = _eos_ids(self.model, self.tokenizer)
         self.pad_token_id = _pad_id(self.model, self.tokenizer, self.eos_token_ids)
+        self.beam_eos_ids = generation_eos_ids(
+            self.model_path, getattr(self.tokenizer, "eos_token_id", None) or self.eos_token_ids[0]
+        )
+        self.max_batch_tokens = max_batch_tokens
         self._rng = random.Random(seed)
         self._version = 0
 
@@ -77,19 +85,43 @@ class HFEngine:
         num_beams: int,
         max_tokens: int,
         allowed_tokens: AllowedTokensFn | None = None,
+        *,
+        allowed_sequences: Any = None,
     ) -> list[list[BeamResult]]:
-        """Constrained beam search per prompt (see `beam_search_one`), best first."""
-        out = []
-        for prompt in prompts:
-            beams = beam_search_one(
-                self._step_fn(),
-                list(prompt),
-                num_beams,
-                max_tokens,
-                allowed_tokens,
-                self.eos_token_ids,
-            )
-            out.append([BeamResult(ids, self._decode(ids), score) for ids, score in beams])
+        """Constrained beam search (rlkit/engines/constrained_beam.py), best first per prompt."""
+        from rlkit.engines.constrained_beam import constrained_beam_search
+
+        return constrained_beam_search(
+            self.next_token_logprobs,
+            prompts,
+            num_beams,
+            max_tokens,
+            eos_token_ids=self.beam_eos_ids,
+            allowed_tokens=allowed_tokens,
+            allowed_sequences=allowed_sequences,
+            decode=self._decode,
+        )
+
+    def next_token_logprobs(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        candidates: Sequence[Sequence[int] | None],
+        top_k: int = 20,
+    ) -> list[dict[int, float]]:
+        """Full-vocabulary log-softmax of the next token after each prefix, read at its
+        candidate ids (at its `top_k` best tokens when None). Prefixes of equal length share a
+        forward (no padding, so each row is exactly the unbatched computation); at most
+        `max_batch_tokens` tokens per forward."""
+        import torch
+
+        out: list[dict[int, float]] = [{} for _ in prefixes]
+        for chunk in _equal_length_chunks(prefixes, self.max_batch_tokens):
+            ids = torch.tensor([list(prefixes[i]) for i in chunk], device=self.device)
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, logits_to_keep=1).logits[:, -1]
+            logp = logits.float().log_softmax(-1).cpu()
+            for r, i in enumerate(chunk):
+                out[i] = _read_logprobs(logp[r], candidates[i], top_k)
         return out
 
     def score(self, sequences: Sequence[Sequence[int]], start: Sequence[int]) -> list[list[float]]:
@@ -215,85 +247,25 @@ def _pad_id(model: Any, tokenizer: Any | None, eos: list[int]) -> int:
     return eos[0] if eos else 0
 
 
-def beam_search_one(
-    step: Any,
-    prompt: list[int],
-    num_beams: int,
-    max_tokens: int,
-    allowed: AllowedTokensFn | None,
-    eos_ids: Sequence[int],
-) -> list[tuple[list[int], float]]:
-    """Beam search for one prompt; returns (response ids, cumulative logprob), best first.
-
-    `step(input_ids, cache, beam_idx) -> (logprobs (B, V), cache)` gives the FULL-vocabulary
-    log-softmax of the next token for each live beam (`beam_idx` reorders the cache first).
-    Per step, each live beam proposes its 2*num_beams best allowed tokens (tokens outside
-    `allowed(prefix)` are -inf; an empty allowed list means EOS only); all proposals are ranked
-    by score = sum of full-vocab logprobs (length_penalty 0), EOS proposals ranked above the
-    num_beams-th live beam become finished, the best num_beams others stay live. Since scores
-    only decrease, the search stops once num_beams beams finished and no live beam beats the
-    worst of them. Distinct finished beams come first; if fewer than num_beams finished within
-    `max_tokens`, the best unfinished beams fill up the list (they end without EOS).
-    """
-    eos = set(int(e) for e in eos_ids)
-    logp, cache = step([prompt], None, None)
-    live: list[tuple[list[int], float]] = [([], 0.0)]
-    finished: list[tuple[list[int], float]] = []
-    for _ in range(max_tokens):
-        cands = _proposals(logp, live, num_beams, allowed, eos_ids)
-        new_live: list[tuple[list[int], float]] = []
-        parents: list[int] = []
-        for sc, b, tok in cands:
-            if len(new_live) == num_beams:
-                break
-            if tok in eos:
-                finished.append(([*live[b][0], tok], sc))
-            else:
-                new_live.append(([*live[b][0], tok], sc))
-                parents.append(b)
-        live = new_live
-        if not live or _done(finished, live, num_beams):
-            break
-        logp, cache = step([[toks[-1]] for toks, _ in live], cache, parents)
-    return _best(finished, live, num_beams)
+def _equal_length_chunks(prefixes: Sequence[Sequence[int]], budget: int) -> list[list[int]]:
+    """Indices grouped by prefix length, each group cut to at most `budget` tokens."""
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prefixes):
+        by_len.setdefault(len(p), []).append(i)
+    chunks = []
+    for length, idx in sorted(by_len.items()):
+        rows = max(1, budget // max(1, length))
+        chunks.extend(idx[j : j + rows] for j in range(0, len(idx), rows))
+    return chunks
 
 
-def _proposals(logp: Any, live: list, num_beams: int, allowed: Any, eos_ids: Sequence[int]):
-    """(score, beam index, token) candidates of every live beam, best first (stable)."""
+def _read_logprobs(row: Any, cand: Sequence[int] | None, top_k: int) -> dict[int, float]:
+    """{token: logprob} at the candidate ids, or at the row's top_k ids when cand is None."""
     import torch
 
-    cands: list[tuple[float, int, int]] = []
-    k = 2 * num_beams
-    for b, (toks, score) in enumerate(live):
-        row = logp[b]
-        if allowed is None:
-            vals, idx = row.topk(min(k, row.numel()))
-            pairs = zip(idx.tolist(), vals.tolist(), strict=True)
-        else:
-            ok = [int(t) for t in allowed(toks)] or [int(eos_ids[0])]
-            vals = row[torch.tensor(ok, device=row.device)]
-            top_v, top_i = vals.topk(min(k, len(ok)))
-            pairs = ((ok[i], v) for i, v in zip(top_i.tolist(), top_v.tolist(), strict=True))
-        cands.extend((score + v, b, t) for t, v in pairs if v != float("-inf"))
-    cands.sort(key=lambda c: -c[0])
-    return cands
-
-
-def _done(finished: list, live: list, num_beams: int) -> bool:
-    """True when num_beams beams finished and the best live beam cannot beat the worst of them."""
-    if len(finished) < num_beams:
-        return False
-    kth = sorted((s for _, s in finished), reverse=True)[num_beams - 1]
-    return max(s for _, s in live) <= kth
-
-
-def _best(finished: list, live: list, num_beams: int) -> list[tuple[list[int], float]]:
-    """Distinct finished beams best first, topped up with the best unfinished ones."""
-    out: list[tuple[list[int], float]] = []
-    seen: set[tuple[int, ...]] = set()
-    for group in (finished, live):
-        for toks, sc in sorted(group, key=lambda x: -x[1]):
-            if len(out) < num_beams and tuple(toks) not in seen:
-                seen.add(tuple(toks))
-                out.append((toks, sc))
-    return out
+    if cand is None:
+        vals, idx = row.topk(min(top_k, row.numel()))
+        return dict(zip(idx.tolist(), vals.tolist(), strict=True))
+    ids = [int(t) for t in cand]
+    vals = row[torch.tensor(ids, dtype=torch.long)] if ids else row[:0]
+    return dict(zip(ids, vals.tolist(), strict=True))
