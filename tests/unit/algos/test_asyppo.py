@@ -170,3 +170,21 @@ def test_entropy_mask_reaches_the_entropy_bonus():
     part = torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
     g = _token_grads("entropy", entropy_mask=part)
     assert (g[part == 0] == 0).all() and (g[part == 1] > 0).all()
+
+
+@pytest.mark.parametrize("name", ["asyppo_cpu", "asyppo_gpu_cluster"])
+def test_recipes_load_and_select_asyppo(name):
+    from pathlib import Path
+
+    from rlkit.config.loader import load_recipe
+    from rlkit.credit.pipeline import stage_names
+
+    cfg = load_recipe(Path(__file__).resolve().parents[3] / "recipes" / f"{name}.yaml")
+    assert cfg.algo.advantage == "asyppo" and critic_count(cfg) == 2
+    assert cfg.algo.entropy_coef == pytest.approx(1e-3)
+    assert "asyppo_masks" in stage_names(cfg)
+    if name == "asyppo_gpu_cluster":  # the paper's setting
+        assert "Qwen3-4B" in cfg.model.path and "Qwen3-0.6B" in cfg.critic.model_path
+        assert cfg.data.num_prompts == 5000
+    else:
+        assert cfg.critic.tiny.hidden_size < cfg.model.tiny.hidden_size
