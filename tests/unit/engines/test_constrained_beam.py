@@ -11,7 +11,12 @@ import random
 import numpy as np
 import pytest
 
-from rlkit.engines.constrained_beam import BeamSearch, TrieConstraint, constrained_beam_search
+from rlkit.engines.constrained_beam import (
+    BeamSearch,
+    TrieConstraint,
+    constrained_beam_search,
+    transformers_reference,
+)
 from rollouts.item_trie import ItemTrie
 
 EOS = 0
@@ -234,37 +239,9 @@ def hf(tmp_path_factory):
 
 
 def reference(model, prompt, trie, g, max_new, eos):
-    """transformers beam search with the same trie; placeholder beams (~-1e9) dropped."""
-    import torch
-
-    def allowed(_batch_id, ids):
-        return trie.allowed(ids[len(prompt) :].tolist()) or [eos]
-
-    with torch.no_grad():
-        out = model.generate(
-            torch.tensor([prompt]),
-            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-            num_beams=g,
-            num_return_sequences=g,
-            do_sample=False,
-            length_penalty=0.0,
-            prefix_allowed_tokens_fn=allowed,
-            max_new_tokens=max_new,
-            output_scores=True,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-    if g == 1:  # num_beams=1 is greedy search: sum the chosen tokens' full-vocab logprobs
-        ids = out.sequences[0, len(prompt) :].tolist()
-        ids = ids[: ids.index(eos) + 1] if eos in ids else ids
-        score = sum(out.logits[j][0].log_softmax(-1)[t].item() for j, t in enumerate(ids))
-        return [(ids, score)]
-    res = []
-    for seq, score, bidx in zip(out.sequences, out.sequences_scores, out.beam_indices):
-        n = int((bidx != -1).sum())
-        if score.item() > -1e8:
-            res.append((seq[len(prompt) : len(prompt) + n].tolist(), score.item()))
-    return res
+    """transformers generate with the same trie (placeholder beams dropped)."""
+    assert trie.eos_token_id == eos
+    return transformers_reference(model, prompt, trie, g, max_new)
 
 
 def assert_same(ours, ref):
