@@ -1,10 +1,11 @@
 """Recommendation evaluation: constrained beam search over the catalogue, then HR/NDCG@K.
 
-Following ReRe's evaluation (arXiv 2510.12211, docs/algorithms.md §6): `num_beams` beams (default
-20) constrained by the item trie, best first; rank = 0-based index of the first beam whose title
-equals the target; HR@K and NDCG@K over ALL test rows for K in {1,3,5,10,20}. A beam that is not
-a catalogue title (possible only from predictions, or a beam cut by max_tokens) is invalid: it
-is a miss that keeps its rank slot, and `invalid_rate` = invalid beams / all returned beams.
+Following ReRe's evaluation (arXiv 2510.12211, docs/algorithms.md §6, docs/rere.md): `num_beams`
+beams (default 20) constrained by the item trie (fewer when the catalogue is smaller), best
+first; rank = 0-based index of the first beam whose title equals the target; HR@K and NDCG@K
+over ALL test rows for K in {1,3,5,10,20}. A beam that is not a catalogue title (possible only
+from predictions, or a beam cut by max_tokens) is invalid: it is a miss that keeps its rank
+slot, and `invalid_rate` = invalid beams / all returned beams.
 
 Given predictions take the same path: their titles are checked against the catalogue (when
 `--items` is given) and ranked with the same `first_rank`.
@@ -35,11 +36,14 @@ def beam_rankings(
     prompts = encode_prompts(
         tokenizer, [rec_prompt_text(r["history"]) for r in rows], settings.chat_template
     )
-    allowed = trie.make_allowed_fn()
     max_tokens = settings.tokens_for("rec")
 
     def call(chunk: Sequence[list[int]]) -> list:
-        return engine.beam_search(list(chunk), settings.num_beams, max_tokens, allowed)
+        # the trie is built once and passed as the allowed sequences (rlkit/engines/
+        # constrained_beam.py: transformers' constrained beam search, one engine call per step)
+        return engine.beam_search(
+            list(chunk), settings.num_beams, max_tokens, allowed_sequences=trie
+        )
 
     beams = run_batched(
         prompts, call, size=settings.batch_size, desc="rec beam search", progress=settings.progress
