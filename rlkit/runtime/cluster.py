@@ -1,11 +1,21 @@
-"""Ray set-up: an embedded local cluster on loopback (tests, laptops) or an existing one."""
+"""Ray set-up: an embedded local cluster on loopback (tests, laptops) or an existing one.
+
+Loopback (Ray 2.60, checked with the listening sockets, tests/integration/test_loopback.py):
+Ray's gRPC servers (GCS, raylet, object manager, every core worker) listen on 127.0.0.1 only
+when the node address is loopback, and every agent (dashboard agent HTTP + gRPC, runtime-env
+agent, metrics export) binds the node address.  `ray.init(_node_ip_address="127.0.0.1")` alone
+does not give that: Ray replaces a loopback address by the machine's routable one
+(`services.resolve_ip_for_localhost`) unless "cluster mode" is off, and Ray reads that switch
+(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`) once, when `ray` is first imported.  `init_ray` therefore
+sets the variable for the processes Ray starts and the already imported constant of the driver.
+"""
 
 from __future__ import annotations
 
 import os
 
 LOOPBACK_ENV = {
-    # Every Ray socket binds 127.0.0.1 with this set (environment.md); nothing leaves the host.
+    # Ray's "cluster mode" off: the node address stays 127.0.0.1 (see the module docstring).
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     # vLLM's engine-core <-> worker sockets, which otherwise use the external interface.
@@ -28,6 +38,7 @@ def actor_env() -> dict[str, str]:
         "PYTHONPATH",
         "VLLM_LOGGING_LEVEL",
         "VLLM_HOST_IP",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
     ):
         if key in os.environ:
             env[key] = os.environ[key]
@@ -36,6 +47,8 @@ def actor_env() -> dict[str, str]:
 
 def init_ray(address: str | None, num_cpus: float, object_store_mb: int) -> None:
     """Connect to `address`, or start an embedded cluster bound to loopback."""
+    if not address:
+        os.environ.update(LOOPBACK_ENV)
     import ray
 
     if ray.is_initialized():
@@ -43,14 +56,22 @@ def init_ray(address: str | None, num_cpus: float, object_store_mb: int) -> None
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    os.environ.update(LOOPBACK_ENV)
+    _cluster_mode_off()
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,
+        dashboard_host="127.0.0.1",
         object_store_memory=object_store_mb * 1024 * 1024,
         _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": actor_env()},
     )
+
+
+def _cluster_mode_off() -> None:
+    """Ray read RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at its import: apply the value set now."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def start_rollout_workers(kind: str, model_path: str, n: int, cpus: float, engine_kw: dict):
