@@ -68,6 +68,7 @@ class VLLMEngine:
         seed: int = 0,
         enable_prefix_caching: bool = True,
         gpu_memory_utilization: float = 0.5,
+        block_size: int | None = None,
     ):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gib))))
         from vllm import LLM
@@ -81,6 +82,9 @@ class VLLMEngine:
             enable_prefix_caching=enable_prefix_caching,
             gpu_memory_utilization=gpu_memory_utilization,
             worker_extension_cls="rlkit.engines.vllm_ext.WeightLoaderExtension",
+            # KV block size (None: vLLM's default, 128 on CPU). Smaller blocks let prefix caching
+            # share more of a beam's prefix across the one-token requests of beam search.
+            **({"block_size": block_size} if block_size else {}),
         )
         self._engine = self.llm.llm_engine
         self._version = 0
