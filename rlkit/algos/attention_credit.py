@@ -378,3 +378,7 @@ __all__ = [
     "signals_from_qk",
     "token_sets",
 ]
+
+# Registers the `attention_credit` trainer token hook wherever rlkit.algos is imported (it needs
+# the functions above; torch only, nothing heavier).
+from rlkit.algos import attention_hook as _attention_hook  # noqa: E402,F401
