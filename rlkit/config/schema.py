@@ -89,6 +89,9 @@ class RolloutConfig:
     kv_cache_gib: float = 1.0
     worker_cpus: float = 1.0
     max_model_len: int = 256
+    # A dead rollout worker is replaced (current weights, its groups re-issued) at most this
+    # many times per run; one more death stops the run naming the worker (docs/reliability.md).
+    max_worker_restarts: int = 3
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class TrainerConfig:
     ppo_epochs: int = 1  # passes over them; > 1 update: π_old is recomputed first
     total_steps: int = 20
     save_every: int = 0
+    keep_last: int = 0  # checkpoints kept (the newest ones); 0 = all
     rank_cpus: float = 0.5
     seed: int = 0
     # object_store: safetensors bytes via Ray (CPU and GPU); nccl: GPU broadcast into vLLM.
@@ -269,6 +273,12 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
     errs += [(k, f"expected a positive number, got {v}") for k, v in positive.items() if v <= 0]
     if cfg.trainer.zero_stage not in (0, 1, 2, 3):
         errs.append(("trainer.zero_stage", f"expected 0, 1, 2 or 3, got {cfg.trainer.zero_stage}"))
+    for key, v in (
+        ("rollout.max_worker_restarts", cfg.rollout.max_worker_restarts),
+        ("trainer.keep_last", cfg.trainer.keep_last),
+    ):
+        if v < 0:
+            errs.append((key, f"expected an integer >= 0, got {v}"))
     if cfg.async_.alpha < 0:
         errs.append(("async.alpha", f"expected an integer >= 0, got {cfg.async_.alpha}"))
     if cfg.trainer.world_size > 0 and cfg.samples_per_step % cfg.trainer.world_size:

@@ -7,6 +7,9 @@ moment it finishes, over-stale groups are aborted or dropped and counted.  With 
 admission rule admits exactly one batch per version and only after the new weights were sent, so
 it performs the same requests, batches and updates as `run_sync` (tests/integration check the
 losses are equal).
+
+Both loops survive a rollout worker's death (`_collect`): the worker is replaced with the current
+weights and its groups are re-issued with their seeds (rlkit.runtime.worker_restarts).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import time
 
 from rlkit.runtime.spine import Spine
+from rlkit.runtime.worker_restarts import is_actor_death
 
 
 def _dispatch(sp: Spine, inflight: dict, new: dict, aborts: dict, max_wait_s: float) -> None:
@@ -25,9 +29,10 @@ def _dispatch(sp: Spine, inflight: dict, new: dict, aborts: dict, max_wait_s: fl
         inflight[w] = worker.run.remote(new.pop(w, []), aborts.pop(w, []), max_wait_s)
 
 
-def _collect(sp: Spine, inflight: dict, new: dict, timeout: float) -> None:
+def _collect(sp: Spine, inflight: dict, new: dict, timeout: float, aborts: dict | None = None):
     """Wait until a worker call is ready (at most `timeout`); hand finished requests over and
-    queue the follow-up requests they produce (multi-turn strategies)."""
+    queue the follow-up requests they produce (multi-turn strategies).  A call that failed
+    because its worker died gets the worker replaced and its groups re-issued there."""
     import ray
 
     calls = list(inflight.values())
@@ -36,10 +41,33 @@ def _collect(sp: Spine, inflight: dict, new: dict, timeout: float) -> None:
     ray.wait(calls, num_returns=1, timeout=timeout)
     done = set(ray.wait(calls, num_returns=len(calls), timeout=0)[0])
     for w, ref in list(inflight.items()):
-        if ref in done:
-            for worker, reqs in sp.on_finished(ray.get(ref)).items():
-                new.setdefault(worker, []).extend(reqs)
-            del inflight[w]
+        if ref not in done:
+            continue
+        del inflight[w]
+        try:
+            finished = ray.get(ref)
+        except Exception as exc:
+            if not is_actor_death(exc):
+                raise
+            # the dead engine's queue is gone: everything still owed goes to the replacement
+            new[w] = sp.replace_worker(w, exc)
+            (aborts or {}).pop(w, None)
+            continue
+        for worker, reqs in sp.on_finished(finished).items():
+            new.setdefault(worker, []).extend(reqs)
+
+
+def _settle(sp: Spine, inflight: dict) -> None:
+    """End of a run: let the last calls finish and drop what is still in flight (a worker that
+    died meanwhile has nothing left to drop)."""
+    import ray
+
+    for ref in [*inflight.values(), *(w.abort_all.remote() for w in sp.workers)]:
+        try:
+            ray.get(ref)
+        except Exception as exc:
+            if not is_actor_death(exc):
+                raise
 
 
 def run_sync(sp: Spine) -> list[dict]:
@@ -69,8 +97,6 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
     """Asynchronous training with bounded staleness (see module docstring)."""
     import concurrent.futures as cf
 
-    import ray
-
     inflight: dict = {}
     new: dict = {}
     aborts: dict = {}
@@ -80,7 +106,7 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
             group, reqs = sp.new_group()
             new.setdefault(group.worker, []).extend(reqs)
         _dispatch(sp, inflight, new, aborts, max_wait_s)
-        _collect(sp, inflight, new, timeout=sp.poll_s)
+        _collect(sp, inflight, new, sp.poll_s, aborts)
         sp.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
         if train is not None and not inflight:  # nothing to collect: wait on the step a bit
             cf.wait([train], timeout=sp.poll_s)
@@ -93,6 +119,5 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
             groups = sp.take_batch()
             if groups is not None:
                 train = sp.start_train(groups)
-    ray.get(list(inflight.values()))  # let the last calls finish, then drop what is in flight
-    ray.get([w.abort_all.remote() for w in sp.workers])
+    _settle(sp, inflight)
     return sp.history

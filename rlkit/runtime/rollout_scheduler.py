@@ -6,7 +6,11 @@ The loops (rlkit.runtime.loops) move requests between it and the worker actors.
 
 Accounting: every admitted group ends exactly once as consumed (trained), aborted (too stale in
 flight), dropped (too stale in the buffer), filtered (no learning signal) or failed (the engine
-refused a request); `counts()` reports them.
+refused a request); `counts()` reports them and `accounting_ok()` checks that they add up and
+that no group was handed to the trainer twice.
+
+A dead rollout worker's groups are re-issued, not dropped (`reissue`): they stay running, keep
+their group ids, admission version and sample seeds, and go to the replacement worker.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class RolloutScheduler:
         self.worker_version = 0  # version whose weights were sent to every worker
         self.failed_groups = 0
         self.step_tokens = 0
+        self.reissued_groups = 0
+        self.trained_ids: set[int] = set()  # every group handed to the trainer
+        self.trained_twice = 0
 
     # ---- admission ----
     def new_group(self) -> tuple[Group, list]:
@@ -154,6 +161,26 @@ class RolloutScheduler:
         """True when every running group has all its samples (rewards may be pending)."""
         return all(g.generated for g in self.running.values())
 
+    # ---- worker failure ----
+    def reissue(self, worker: int) -> list:
+        """Requests to give `worker`'s replacement: its running groups' outstanding ones, made
+        again by the strategy (same request ids and seeds, so the same samples at the same
+        weights).  Finished samples are kept; a group with a request the strategy does not
+        make up front (a later turn of a multi-turn strategy) restarts from scratch."""
+        reqs: list = []
+        for g in self.running.values():
+            if g.worker != worker:
+                continue
+            fresh = self.strategy.requests(g)
+            if not g.requests <= {r.request_id for r in fresh}:
+                g.samples.clear()
+                self.reward_futures = [t for t in self.reward_futures if t[0] is not g]
+                g.requests = {r.request_id for r in fresh}
+            mine = [r for r in fresh if r.request_id in g.requests]
+            self.reissued_groups += bool(mine)
+            reqs += mine
+        return reqs
+
     # ---- staleness ----
     def abort_stale(self, train_version: int) -> dict[int, list[str]]:
         """Abort running groups that can no longer be trained on; request ids per worker."""
@@ -174,6 +201,9 @@ class RolloutScheduler:
         groups = self.buffer.take(self.groups_per_step)
         if groups is not None:
             self.staleness.on_consume(len(groups))
+            ids = {g.group_id for g in groups}
+            self.trained_twice += len(ids & self.trained_ids) + len(groups) - len(ids)
+            self.trained_ids |= ids
         return groups
 
     def counts(self) -> dict[str, int]:
@@ -189,3 +219,10 @@ class RolloutScheduler:
             "filtered": st.filtered - self.failed_groups,
             "failed": self.failed_groups,
         }
+
+    def accounting_ok(self) -> bool:
+        """admitted = running + buffered + consumed + aborted + dropped + filtered + failed,
+        and no group trained twice."""
+        c = self.counts()
+        ended = sum(c[k] for k in ("consumed", "aborted", "dropped", "filtered", "failed"))
+        return ended + c["running"] + c["buffered"] == c["admitted"] and not self.trained_twice

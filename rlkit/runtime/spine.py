@@ -4,6 +4,7 @@
     credit + training     TrainerDispatch   (credit pipeline and trainer step, off-thread)
     weight publishing     WeightPublisher   (object store or NCCL)
     record                StepRecorder      (metrics, checkpoints, eval, logging)
+    worker failure        WorkerRestarts    (a dead rollout worker replaced, its groups re-issued)
 
 The loops only decide *when* to call these; no algorithm is named here (credit stages, loss
 terms and rollout strategies carry them).
@@ -11,6 +12,7 @@ terms and rollout strategies carry them).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -21,6 +23,7 @@ from rlkit.runtime.rollout_scheduler import RolloutScheduler
 from rlkit.runtime.step_recorder import StepRecorder
 from rlkit.runtime.trainer_dispatch import TrainerDispatch
 from rlkit.runtime.weight_publisher import WeightPublisher
+from rlkit.runtime.worker_restarts import WorkerRestarts
 
 
 class Spine:
@@ -61,8 +64,12 @@ class Spine:
         services = Services(reference, critic, WorkerProbe(workers), model_path=model_path)
         self.dispatch = TrainerDispatch(build_pipeline(cfg, services), trainer)
         self.publisher = WeightPublisher(trainer, workers, cfg.trainer.weight_sync)
+        self.restarts = WorkerRestarts(
+            workers, self.publisher, lambda: start_worker(cfg, model_path), r.max_worker_restarts
+        )
         self.recorder = StepRecorder(cfg, trainer, logger, checkpoint_dir)
         self.step = 0
+        self._accounting_warned = False
 
     # ---- the loops' view of rollout scheduling ----
     @property
@@ -100,6 +107,12 @@ class Spine:
     def abort_stale(self) -> dict[int, list[str]]:
         return self.rollout.abort_stale(self.step)
 
+    def replace_worker(self, index: int, error: BaseException) -> list:
+        """Worker `index` died: start its replacement (current weights and version) and return
+        the requests of its groups to send there (rlkit.runtime.worker_restarts)."""
+        self.restarts.replace(index, error)
+        return self.rollout.reissue(index)
+
     # ---- training ----
     def take_batch(self) -> list[Group] | None:
         return self.rollout.take_batch(self.step)
@@ -128,12 +141,30 @@ class Spine:
             "rollout/dropped_groups": counts["dropped"],
             "rollout/filtered_groups": counts["filtered"],
             "rollout/failed_groups": counts["failed"],
+            "rollout/admitted_groups": counts["admitted"],
+            "rollout/worker_restarts": self.restarts.count,
+            "rollout/reissued_groups": self.rollout.reissued_groups,
+            "rollout/accounting_ok": float(self.check_accounting(counts)),
         }
         self.rollout.step_tokens = 0
         return self.recorder.record(self.step, metrics, rollout)
 
+    def check_accounting(self, counts: dict) -> bool:
+        """Every admitted group is running, buffered or ended exactly once; none trained twice.
+        A violation is a controller bug: reported (once) and logged, the run goes on."""
+        ok = self.rollout.accounting_ok()
+        if not ok and not self._accounting_warned:
+            self._accounting_warned = True
+            print(
+                f"[rlkit] rollout accounting does not add up at step {self.step}: {counts}, "
+                f"trained twice: {self.rollout.trained_twice}",
+                file=sys.stderr,
+            )
+        return ok
+
     def close(self) -> None:
         self.dispatch.close()
+        self.restarts.close()
 
 
 class WorkerProbe:
@@ -158,6 +189,15 @@ class WorkerProbe:
             for i, lps in zip(idx, res):
                 out[i] = lps
         return out
+
+
+def start_worker(cfg: RecipeConfig, model_path: str | None):
+    """One new rollout worker like those the run started (a dead one's replacement)."""
+    from rlkit.runtime.cluster import start_rollout_workers
+    from rlkit.runtime.run import engine_settings
+
+    r = cfg.rollout
+    return start_rollout_workers(r.engine, model_path, 1, r.worker_cpus, engine_settings(cfg))[0]
 
 
 def sampling_config(cfg: RecipeConfig, eos_id: int):

@@ -2,6 +2,10 @@
 
 CPU and GPU: safetensors bytes through Ray's object store, loaded by each worker between engine
 steps.  GPU clusters: an NCCL broadcast from trainer rank 0 (`trainer.weight_sync: nccl`).
+
+The publisher keeps the ObjectRef of the last weights it sent (one model's bytes stay in the
+object store) so that a replacement rollout worker starts from the current policy
+(rlkit.runtime.worker_restarts).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 class WeightPublisher:
     def __init__(self, trainer: Any, workers: list, mode: str):
         self.trainer, self.workers, self.mode = trainer, workers, mode
+        self.last: tuple[Any, int] | None = None  # (ObjectRef of the bytes, version)
 
     def publish(self, version: int) -> None:
         """Send the trainer's current weights as `version` (non-blocking)."""
@@ -21,5 +26,6 @@ class WeightPublisher:
             self.trainer.broadcast_weights_async()
             return
         blob = self.trainer.export_weights_async()
+        self.last = (blob, version)
         for w in self.workers:
             w.load_weights.remote(blob, version)

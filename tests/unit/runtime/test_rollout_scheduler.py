@@ -127,21 +127,40 @@ def test_filtered_and_failed_groups_are_counted_and_replaced():
     assert sched.staleness.capacity(0) == 2  # both slots can be refilled
 
 
+def die(sched: RolloutScheduler, worker: FakeWorker, index: int) -> list:
+    """Worker `index` dies: its requests are lost; the scheduler re-issues them."""
+    for g in sched.running.values():
+        if g.worker == index:
+            for rid in g.requests:
+                worker.pending.pop(rid, None)
+    reqs = sched.reissue(index)
+    worker.add(reqs)
+    return reqs
+
+
 def test_accounting_adds_up_over_random_schedules():
+    """Random finishes, engine errors, aborts, drops, filters and worker deaths: every admitted
+    group is running, buffered or ended exactly once, and none is trained twice."""
     rng = random.Random(0)
+    deaths = reissued = 0
     for trial in range(30):
         alpha = rng.randint(0, 2)
         sched, w = make(alpha=alpha, accept=lambda g: g.group_id % 5 != 3), FakeWorker()
-        version = 0
+        version, trained = 0, []
         for _ in range(40):
             admit_all(sched, w)
+            if rng.random() < 0.1:
+                die(sched, w, rng.randint(0, 1))
+                deaths += 1
             live = [rid for rid in w.pending]
             rng.shuffle(live)
             for rid in live[: rng.randint(0, len(live))]:
                 reason = "error" if rng.random() < 0.05 else "stop"
                 sched.on_finished([w.finish(rid, version, "x" * rng.randint(1, 3), reason)])
             sched.poll_rewards()
-            if sched.take_batch(version) is not None:
+            batch = sched.take_batch(version)
+            if batch is not None:
+                trained += [g.group_id for g in batch]
                 version += 1
                 sched.worker_version = version
                 for ids in sched.abort_stale(version).values():
@@ -150,7 +169,49 @@ def test_accounting_adds_up_over_random_schedules():
             c = sched.counts()
             ended = c["consumed"] + c["aborted"] + c["dropped"] + c["filtered"] + c["failed"]
             assert ended + c["running"] + c["buffered"] == c["admitted"], (trial, c)
+            assert sched.accounting_ok(), (trial, c)
         assert version > 0
+        assert len(trained) == len(set(trained)) == sched.counts()["consumed"]
+        for rid in list(w.pending):  # no request was lost: every running group can finish
+            sched.on_finished([w.finish(rid, version)])
+        sched.poll_rewards()
+        assert sched.counts()["running"] == 0, trial
+        reissued += sched.reissued_groups
+    assert deaths > 10 and reissued > 10
+
+
+def test_a_dead_workers_groups_are_reissued_with_their_seeds():
+    sched, w = make(alpha=1), FakeWorker()
+    groups = admit_all(sched, w)
+    on_1 = [g for g in groups if g.worker == 1]
+    seeds = {r.request_id: r.sampling.seed for r in sched.strategy.requests(on_1[0])}
+    first = sorted(on_1[0].requests)[0]
+    sched.on_finished([w.finish(first, 0)])  # one sample finished before the death
+    reqs = die(sched, w, 1)
+    # only the outstanding requests of worker 1's groups, same ids and seeds
+    assert sorted(r.request_id for r in reqs) == sorted(rid for g in on_1 for rid in g.requests)
+    assert first not in {r.request_id for r in reqs}
+    assert all(seeds[r.request_id] == r.sampling.seed for r in reqs if r.request_id in seeds)
+    assert sched.reissued_groups == len(on_1)
+    for g in groups:  # the replacement (and worker 0) finish everything: all groups train
+        finish_group(sched, w, g)
+    assert [g.group_id for g in sched.take_batch(0)] == [0, 1]
+    assert sched.accounting_ok() and sched.counts()["failed"] == 0
+
+
+def test_a_group_trained_twice_breaks_the_accounting():
+    sched, w = make(alpha=0), FakeWorker()
+    g0, g1 = admit_all(sched, w)
+    finish_group(sched, w, g0)
+    finish_group(sched, w, g1)
+    batch = sched.take_batch(0)
+    assert sched.accounting_ok()
+    sched.buffer.put(batch[0])  # a controller bug would hand it over again
+    sched.staleness.buffered += 1
+    sched.buffer.put(batch[1])
+    sched.staleness.buffered += 1
+    sched.take_batch(0)
+    assert sched.trained_twice == 2 and not sched.accounting_ok()
 
 
 @pytest.mark.parametrize("scope", ["sample", "group"])

@@ -1,0 +1,73 @@
+"""Replacing dead rollout workers (fake actors, no Ray cluster): the replacement takes the dead
+worker's place with the last published weights and version; the bound gives a clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlkit.runtime.worker_restarts import RolloutWorkerLost, WorkerRestarts, is_actor_death
+
+
+class Call:
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def remote(self, *args):
+        self.log.append((self.name, args))
+
+
+class FakeActor:
+    def __init__(self, name):
+        self.name, self.calls = name, []
+        self.load_weights = Call(self.calls, "load_weights")
+
+
+class FakePublisher:
+    mode = "object_store"
+    last = None
+
+
+def make(max_restarts=2):
+    workers, pub, made = [FakeActor("w0"), FakeActor("w1")], FakePublisher(), []
+
+    def start():
+        made.append(FakeActor(f"new{len(made)}"))
+        return made[-1]
+
+    return WorkerRestarts(workers, pub, start, max_restarts, log=lambda m: None), workers, pub
+
+
+def test_replacement_takes_the_index_with_the_last_weights_and_version():
+    restarts, workers, pub = make()
+    new = restarts.replace(1, RuntimeError("gone"))
+    assert workers[1] is new and new.calls == []  # version 0: the engine loads the model
+    pub.last = ("blob-ref", 7)
+    new2 = restarts.replace(0, RuntimeError("gone"))
+    assert workers[0] is new2 and new2.calls == [("load_weights", ("blob-ref", 7))]
+    assert restarts.count == 2 and restarts.started == [new, new2]
+
+
+def test_the_bound_stops_the_run_naming_the_worker():
+    restarts, workers, _ = make(max_restarts=1)
+    restarts.replace(0, RuntimeError("first"))
+    with pytest.raises(RolloutWorkerLost) as err:
+        restarts.replace(1, RuntimeError("oom-killed"))
+    msg = str(err.value)
+    assert "rollout worker 1 died" in msg and "oom-killed" in msg
+    assert "rollout.max_worker_restarts = 1" in msg
+    assert workers[1].name == "w1"  # nothing started past the bound
+
+
+def test_nccl_weight_sync_does_not_restart():
+    restarts, _, pub = make()
+    pub.mode = "nccl"
+    with pytest.raises(RolloutWorkerLost, match="weight_sync: nccl"):
+        restarts.replace(0, RuntimeError("x"))
+
+
+def test_actor_death_errors_are_recognised():
+    import ray.exceptions as rex
+
+    assert is_actor_death(rex.ActorDiedError())
+    assert is_actor_death(rex.RayActorError())
+    assert not is_actor_death(ValueError("a bug in the worker code"))
