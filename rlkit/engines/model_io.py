@@ -77,23 +77,70 @@ def state_dict_to_bytes(state: dict) -> bytes:
 
 def save_hf_folder(state: dict, model_dir_src: str | Path, out_dir: str | Path) -> Path:
     """Write an HF folder (config + tokenizer from the source folder, weights from `state`)
-    atomically: into a temporary sibling, renamed when complete."""
+    atomically: everything goes into the hidden sibling `.NAME.tmp`, is fsynced, and only then
+    renamed to NAME (an existing NAME is first moved to `.NAME.old`, removed afterwards).  An
+    exception midway removes the temporary folder; a killed process leaves at most a hidden
+    `.NAME.tmp` / `.NAME.old`, cleaned up (or restored) by the next save of NAME.  So NAME is
+    always absent or complete, and the previous checkpoint is never touched before the new one
+    is whole."""
     import shutil
 
     from safetensors.torch import save_file
 
     src, out = Path(model_dir_src), Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp, old = partial_paths(out)
+    recover(out)
     tmp.mkdir(parents=True)
-    for f in src.iterdir():
-        if (
-            f.is_file()
-            and not f.name.endswith((".safetensors", ".bin"))
-            and f.name != "model.safetensors.index.json"
-        ):
-            shutil.copy2(f, tmp / f.name)
-    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    shutil.rmtree(out, ignore_errors=True)
+    try:
+        for f in src.iterdir():
+            if (
+                f.is_file()
+                and not f.name.endswith((".safetensors", ".bin"))
+                and f.name != "model.safetensors.index.json"
+            ):
+                shutil.copy2(f, tmp / f.name)
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        _fsync_folder(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rename(old)
     tmp.rename(out)
+    _fsync_folder(out.parent, files=False)
+    shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def partial_paths(out: Path) -> tuple[Path, Path]:
+    """The hidden temporary and set-aside siblings of a folder being saved."""
+    return out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+
+
+def recover(out: Path) -> None:
+    """After a crash during a save of `out`: restore the set-aside copy if the rename onto
+    `out` never happened, drop the unfinished temporary folder."""
+    import shutil
+
+    tmp, old = partial_paths(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    if old.exists():
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(out)
+
+
+def _fsync_folder(folder: Path, files: bool = True) -> None:
+    """Flush the folder's files and its entries to disk (a rename is only as durable)."""
+    import os
+
+    paths = [f for f in folder.iterdir() if f.is_file()] if files else []
+    for f in paths:
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

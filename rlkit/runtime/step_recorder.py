@@ -10,6 +10,8 @@ class StepRecorder:
     def __init__(self, cfg: Any, trainer: Any, logger: Any, checkpoint_dir: str | None):
         self.cfg, self.trainer, self.logger = cfg, trainer, logger
         self.checkpoint_dir = checkpoint_dir
+        self.keep_last = cfg.trainer.keep_last
+        self.saved: dict[int, str] = {}  # step -> checkpoint folder written this run
         self.evaluator: dict | None = None  # {"actor", "every", "suite", "data", ...}
         self.pending_evals: list = []
         self.history: list[dict] = []
@@ -75,4 +77,11 @@ class StepRecorder:
         return merged
 
     def save(self, step: int) -> str:
-        return self.trainer.save(f"{self.checkpoint_dir}/step_{step}")
+        """Checkpoint `step` once (the final save of a run that just saved that step reuses
+        it), then keep the newest `trainer.keep_last` checkpoints (0 = all)."""
+        from rlkit.runtime.checkpoints import prune
+
+        if step not in self.saved:
+            self.saved[step] = self.trainer.save(f"{self.checkpoint_dir}/step_{step}")
+            prune(self.checkpoint_dir, self.keep_last)
+        return self.saved[step]
