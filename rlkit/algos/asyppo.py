@@ -105,5 +105,5 @@ def asyppo_advantage(
 
 
 # The credit stages the estimator needs: γ/λ from `critic` (as `gae` gets them), then the masks.
-asyppo_advantage.credit_stages = ("asyppo_discount", "asyppo_masks")
+asyppo_advantage.credit_stages = ("asyppo_masks",)
 asyppo_advantage.needs_values = True

@@ -9,8 +9,8 @@ Percentiles are taken over all valid response tokens of the training step.  The 
 per mini-batch; with `trainer.mini_batches: 1` (the default) the step is the mini-batch and the
 two coincide; with several mini-batches the step-wide thresholds are applied to every one.
 
-`asyppo_discount` runs before the advantage stage and hands the `critic` section's γ and λ to
-the `asyppo` estimator, as the advantage stage does for `gae` (an `algo.advantage_kw` value wins).
+GAE discounts with the `critic` section's γ and λ, as for `gae` (the advantage stage hands them
+to any estimator when critics are on; an `algo.advantage_kw` value wins).
 """
 
 from __future__ import annotations
@@ -47,17 +47,3 @@ class AsyPPOMasks:
         batch.set_stream("adv_mask", adv_mask.float())
         batch.set_stream("entropy_mask", ent_mask.float())
         batch.stats.update(asyppo_metrics(batch.values, sigma, adv_mask, ent_mask, batch.mask))
-
-
-@register_credit_stage("asyppo_discount")
-class AsyPPODiscount:
-    """γ = `critic.gamma`, λ = `critic.lam` for the `asyppo` estimator (unless
-    `algo.advantage_kw` sets them), so GAE and the critics' returns use the same discount."""
-
-    def __init__(self, cfg: Any, **_: Any):
-        own = cfg.algo.advantage_kw
-        self.kw = {k: v for k, v in (("gamma", cfg.critic.gamma), ("lam", cfg.critic.lam))}
-        self.kw = {k: v for k, v in self.kw.items() if k not in own}
-
-    def run(self, batch: CreditBatch, services: Services) -> None:
-        batch.estimator_kw.update(self.kw)

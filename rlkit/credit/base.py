@@ -58,11 +58,12 @@ class CreditBatch:
             out[i, :n] = torch.tensor(row[:n], dtype=torch.float32)
         return out
 
-    def set_stream(self, name: str, values: torch.Tensor | list) -> None:
-        """Give every sample its row of `values` ([B, T] or [B]) as stream `name`."""
+    def set_stream(self, name: str, values: torch.Tensor) -> None:
+        """Give every sample its row of `values` as stream `name`: [B, T] per token, or [B] one
+        value broadcast over the sample's tokens."""
+        per_token = values.dim() == 2
         for i, (s, n) in enumerate(zip(self.samples, self.lengths)):
-            row = values[i]
-            s.streams[name] = row[:n].tolist() if getattr(row, "dim", lambda: 0)() else float(row)
+            s.streams[name] = values[i, :n].tolist() if per_token else float(values[i])
 
 
 @dataclass

@@ -67,7 +67,7 @@ class Advantages:
 
     def __init__(self, cfg: Any, **_: Any):
         self.name, self.kw = cfg.algo.advantage, dict(cfg.algo.advantage_kw)
-        if self.name == "gae":
+        if cfg.critic.enabled:  # value estimators discount like the critics' returns
             self.kw = {"gamma": cfg.critic.gamma, "lam": cfg.critic.lam, **self.kw}
 
     def run(self, batch: CreditBatch, services: Services) -> None:

@@ -10,6 +10,7 @@ gradient-accumulation scaling is switched off (`scale_wrt_gas=False`) for the sa
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rlkit.engines.model_io import apply_lora, check_model_dir, merged_state_dict
@@ -46,6 +47,64 @@ def micro_layout(samples_per_step: int, world: int, minis: int, micro_batch: int
     return micro, -(-per_mini // micro)
 
 
+@dataclass(frozen=True)
+class TrainerPlan:
+    """Everything a policy-trainer rank derives from the recipe, in one place: what the rank
+    builds is this plan, so a test can see every recipe key reach the trainer."""
+
+    seed: int
+    mini_batches: int
+    ppo_epochs: int
+    micro: int
+    grad_accum: int
+    ds_config: dict
+    dtype: str
+    lr: float
+    weight_decay: float
+    lr_factors: tuple[float, ...]  # multiplier of lr per optimizer update
+    lora: Any
+    terms: tuple
+    hook: tuple[str | None, dict]
+    agg: str
+
+
+def trainer_plan(cfg, world: int) -> TrainerPlan:
+    """The plan of one rank of a `world`-rank policy trainer for the recipe `cfg`."""
+    from rlkit.algos.loss_terms import terms_for
+    from rlkit.engines.lr_schedule import lr_factor
+
+    t, a = cfg.trainer, cfg.algo
+    # PPO-style: `mini_batches` optimizer steps per epoch, `ppo_epochs` passes per step.
+    micro, accum = micro_layout(cfg.samples_per_step, world, t.mini_batches, t.micro_batch_size)
+    updates = t.mini_batches * t.ppo_epochs
+    factors = tuple(
+        lr_factor(
+            u,
+            kind=t.lr_schedule,
+            warmup=t.warmup_steps * updates,
+            total=t.total_steps * updates,
+            min_ratio=t.min_lr_ratio,
+        )
+        for u in range(t.total_steps * updates + 1)
+    )
+    return TrainerPlan(
+        seed=t.seed,
+        mini_batches=t.mini_batches,
+        ppo_epochs=t.ppo_epochs,
+        micro=micro,
+        grad_accum=accum,
+        ds_config=ds_config(t.zero_stage, micro, accum, world, t.grad_clip, cfg.model.dtype),
+        dtype=cfg.model.dtype,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        lr_factors=factors,
+        lora=cfg.model.lora if cfg.model.lora.enabled else None,
+        terms=tuple(terms_for(a)),
+        hook=(a.token_hook, dict(a.token_hook_kw)),
+        agg=a.agg,
+    )
+
+
 class DeepSpeedPolicyTrainer:
     """Holds the model and DeepSpeed engine of one rank; `train_step` runs one training step.
 
@@ -59,44 +118,38 @@ class DeepSpeedPolicyTrainer:
         set_rank_env(rank, world, addr, port)
         import deepspeed
         import torch
+        from torch.optim.lr_scheduler import LambdaLR
         from transformers import AutoModelForCausalLM
 
-        from rlkit.algos.loss_terms import make_token_hook, terms_for
-        from rlkit.engines.lr_schedule import make_scheduler
+        from rlkit.algos.loss_terms import make_token_hook
 
-        t = cfg.trainer
-        torch.manual_seed(t.seed)
+        plan = self.plan = trainer_plan(cfg, world)
+        torch.manual_seed(plan.seed)
         self.rank, self.world, self.cfg = rank, world, cfg
         self.model_path = str(check_model_dir(model_path))
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
-        # PPO-style: `mini_batches` optimizer steps per epoch, `ppo_epochs` passes per step.
-        self.minis, self.epochs = t.mini_batches, t.ppo_epochs
-        self.micro, self.grad_accum = micro_layout(
-            cfg.samples_per_step, world, self.minis, t.micro_batch_size
-        )
-        dsc = ds_config(
-            t.zero_stage, self.micro, self.grad_accum, world, t.grad_clip, cfg.model.dtype
-        )
-        dtype = torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
-        if t.zero_stage == 3:
+        self.minis, self.epochs, self.micro = plan.mini_batches, plan.ppo_epochs, plan.micro
+        dtype = torch.bfloat16 if plan.dtype == "bfloat16" else torch.float32
+        if plan.ds_config["zero_optimization"]["stage"] == 3:
             # transformers then creates the params partitioned (zero.Init with this config, so
             # fp32 stays fp32) and loads the checkpoint shard by shard.
             from transformers.integrations import HfDeepSpeedConfig
 
-            self._hf_ds_config = HfDeepSpeedConfig(dsc)  # must stay alive while loading
+            self._hf_ds_config = HfDeepSpeedConfig(plan.ds_config)  # alive while loading
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
-        if cfg.model.lora.enabled:
-            model = apply_lora(model, cfg.model.lora)
+        if plan.lora is not None:
+            model = apply_lora(model, plan.lora)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-        sched = make_scheduler(opt, t, updates_per_step=self.minis * self.epochs)
+        opt = torch.optim.AdamW(params, lr=plan.lr, weight_decay=plan.weight_decay)
+        factors = plan.lr_factors
+        sched = LambdaLR(opt, lambda u: factors[min(u, len(factors) - 1)])
         self.engine, *_ = deepspeed.initialize(
-            model=model, optimizer=opt, lr_scheduler=sched, config=dsc
+            model=model, optimizer=opt, lr_scheduler=sched, config=plan.ds_config
         )
         self.pad_id = model.config.pad_token_id or 0
-        self.terms = terms_for(cfg.algo)
-        self.hook = make_token_hook(cfg.algo.token_hook, cfg.algo.token_hook_kw)
+        self.terms = list(plan.terms)
+        self.hook = make_token_hook(*plan.hook)
 
     def train_step(self, samples: list[TrainSample], norms: list[dict]) -> dict[str, Any]:
         """`ppo_epochs` x `mini_batches` optimizer steps on this rank's share.
@@ -144,7 +197,7 @@ class DeepSpeedPolicyTrainer:
         with self.hook.capture(self.engine.module):
             logp, logits = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
         batch.update(self.hook.streams(batch))
-        ctx = LossContext(batch, logp, logits, self.cfg.algo.agg, norms)
+        ctx = LossContext(batch, logp, logits, self.plan.agg, norms)
         loss, metrics = total_loss(self.terms, ctx)
         metrics.update(self.hook.metrics())
         metrics["loss/share"] = float(loss.detach())
@@ -157,7 +210,7 @@ class DeepSpeedPolicyTrainer:
         import deepspeed
 
         module = self.engine.module
-        if self.cfg.trainer.zero_stage == 3:
+        if self.plan.ds_config["zero_optimization"]["stage"] == 3:
             with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
                 state = merged_state_dict(module) if self.rank == 0 else None
         else:

@@ -9,7 +9,6 @@ from 0 to `lr`, then `constant`, `linear` decay to `min_lr_ratio * lr` at `total
 from __future__ import annotations
 
 import math
-from typing import Any
 
 
 def lr_factor(update: int, *, kind: str, warmup: int, total: int, min_ratio: float) -> float:
@@ -27,20 +26,3 @@ def lr_factor(update: int, *, kind: str, warmup: int, total: int, min_ratio: flo
     else:
         raise ValueError(f"trainer.lr_schedule: unknown schedule {kind!r}")
     return min_ratio + (1.0 - min_ratio) * decay
-
-
-def make_scheduler(optimizer: Any, trainer_cfg: Any, updates_per_step: int = 1):
-    """A torch LambdaLR for the recipe's `trainer` section (counts in optimizer updates)."""
-    from torch.optim.lr_scheduler import LambdaLR
-
-    t = trainer_cfg
-    return LambdaLR(
-        optimizer,
-        lambda u: lr_factor(
-            u,
-            kind=t.lr_schedule,
-            warmup=t.warmup_steps * updates_per_step,
-            total=t.total_steps * updates_per_step,
-            min_ratio=t.min_lr_ratio,
-        ),
-    )

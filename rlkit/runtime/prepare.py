@@ -54,6 +54,13 @@ def check_plugins(cfg: RecipeConfig) -> None:
         except (KeyError, ValueError) as exc:
             raise ConfigError(key, str(exc)) from None
     stage_names(cfg)
+    try:
+        from rlkit.engines.rollout_protocol import SamplingConfig
+        from rlkit.runtime.strategies import make_strategy
+
+        make_strategy(cfg.rollout.strategy, SamplingConfig(), cfg.seed, cfg.rollout.strategy_kw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("rollout.strategy_kw", str(exc).split(": ", 1)[-1]) from None
 
 
 def absolute_plugin_paths(cfg: RecipeConfig) -> RecipeConfig:
@@ -84,9 +91,13 @@ def absolute_plugin_paths(cfg: RecipeConfig) -> RecipeConfig:
     return dataclasses.replace(cfg, algo=algo, rollout=rollout)
 
 
+def run_dir_of(cfg: RecipeConfig) -> Path:
+    return Path(cfg.logging.runs_dir) / cfg.name
+
+
 def make_run_dir(cfg: RecipeConfig) -> Path:
     """`runs/<name>/` with the resolved config; metrics of an earlier run of that name go."""
-    run_dir = Path(cfg.logging.runs_dir) / cfg.name
+    run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("metrics.jsonl",):
         (run_dir / stale).unlink(missing_ok=True)

@@ -106,7 +106,7 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         trainer,
         reward_pool,
         reference,
-        critic=start_critic(cfg, model_path) if cfg.critic.enabled else None,
+        critic=start_critic(cfg, model_path, trainer) if cfg.critic.enabled else None,
         evaluator=start_evaluator(cfg, model_path) if cfg.eval.every > 0 else None,
         own_workers=own_workers,
         own_rewards=own_rewards,
@@ -120,9 +120,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     reset to the run's initial model and version 0 instead of starting new engines (~40 s)."""
     from transformers import AutoTokenizer
 
-    from rlkit.runtime import cluster, prepare
-    from rlkit.runtime.loops import run_async, run_sync
-    from rlkit.runtime.metrics_logger import MetricsLogger
+    from rlkit.runtime import prepare
     from rlkit.runtime.spine import Spine
 
     prepare.check_inputs(cfg)
@@ -130,18 +128,13 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     run_dir = prepare.make_run_dir(cfg)
     model_path = prepare.prepare_model(cfg, run_dir, log=log)
     eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id
-    cluster.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_mb)
+    start_ray(cfg)
     log(
         f"[rlkit] starting {cfg.rollout.num_workers} {cfg.rollout.engine} rollout worker(s) "
         f"and a {cfg.trainer.world_size}-rank DeepSpeed ZeRO-{cfg.trainer.zero_stage} group"
     )
     parts = start_components(cfg, model_path, workers, reward_pool)
-    logger = MetricsLogger(
-        run_dir,
-        tensorboard=cfg.logging.tensorboard,
-        console=cfg.logging.console,
-        total_steps=cfg.trainer.total_steps,
-    )
+    logger = make_logger(cfg, run_dir)
     spine = Spine(
         cfg,
         parts.workers,
@@ -153,12 +146,13 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         reference=parts.reference,
         critic=parts.critic,
         checkpoint_dir=str(run_dir / "checkpoints"),
+        model_path=model_path,
     )
     spine.recorder.evaluator = parts.evaluator
     try:
         parts.wait_ready(cfg)
         spine.recorder.t_last = time.perf_counter()
-        (run_sync if cfg.async_.mode == "sync" else run_async)(spine)
+        loop_for(cfg)(spine)
         spine.recorder.collect_evals(wait=True)
         final = spine.recorder.save(spine.step)
         log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
@@ -170,6 +164,29 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
 
     plot_run(run_dir)
     return run_dir
+
+
+def start_ray(cfg: RecipeConfig) -> None:
+    """Join `ray.address`, or start the embedded loopback cluster of the `ray` section."""
+    from rlkit.runtime import cluster
+
+    cluster.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_mb)
+
+
+def make_logger(cfg: RecipeConfig, run_dir: Path):
+    from rlkit.runtime.metrics_logger import MetricsLogger
+
+    lg = cfg.logging
+    return MetricsLogger(
+        run_dir, tensorboard=lg.tensorboard, console=lg.console, total_steps=cfg.trainer.total_steps
+    )
+
+
+def loop_for(cfg: RecipeConfig):
+    """`async.mode: sync` -> the synchronous loop; otherwise the ROLL Flash controller."""
+    from rlkit.runtime.loops import run_async, run_sync
+
+    return run_sync if cfg.async_.mode == "sync" else run_async
 
 
 def start_evaluator(cfg: RecipeConfig, model_path: str) -> dict:

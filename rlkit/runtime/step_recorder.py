@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 
@@ -12,10 +13,12 @@ class StepRecorder:
         self.checkpoint_dir = checkpoint_dir
         self.keep_last = cfg.trainer.keep_last
         self.saved: dict[int, str] = {}  # step -> checkpoint folder written this run
+        self.save_every = cfg.trainer.save_every
         self.evaluator: dict | None = None  # {"actor", "every", "suite", "data", ...}
         self.pending_evals: list = []
         self.history: list[dict] = []
         self.t_last = time.perf_counter()
+        self.window: deque[tuple[int, float]] = deque(maxlen=5)  # (generated tokens, seconds)
         a = cfg.algo
         self.names = {
             "algo/advantage": a.advantage,
@@ -29,18 +32,21 @@ class StepRecorder:
         """Log step `step` (metrics of the train step + rollout counters), save, evaluate."""
         now = time.perf_counter()
         step_s, self.t_last = now - self.t_last, now
+        # Over the last few steps: under asynchrony one step may see no sample finish (the
+        # workers wait for admission), which a per-step rate would show as 0.
+        self.window.append((rollout.pop("tokens"), step_s))
+        tokens, seconds = (sum(x) for x in zip(*self.window))
         rec = {
             **rollout.pop("reward_pool", {}),  # pool-wide counts; the batch's own stats win
             "step": step,
             "policy_version": step,
             **metrics,
             "time/step_s": step_s,
-            "throughput/tokens_per_s": rollout.pop("tokens") / max(step_s, 1e-9),
+            "throughput/tokens_per_s": tokens / max(seconds, 1e-9),
             **rollout,
             **self.names,
         }
-        every = self.cfg.trainer.save_every
-        if self.checkpoint_dir and every and step % every == 0:
+        if self.checkpoint_dir and self.save_every and step % self.save_every == 0:
             self.save(step)
         self.maybe_eval(step)
         rec.update(self.collect_evals())

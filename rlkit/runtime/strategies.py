@@ -16,6 +16,7 @@ Strategies are registered with `register_rollout_strategy` or named by path in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,12 +68,21 @@ class SampleStrategy:
     """G independent requests per prompt (ROLL Flash "prompt replication"), each seeded.
 
     A row with a `max_tokens` field generates exactly that many tokens (EOS ignored): the
-    benchmark's long-tailed response lengths, or per-prompt budgets."""
+    benchmark's long-tailed response lengths, or per-prompt budgets.  `rollout.strategy_kw`
+    overrides any SamplingConfig field the rollout section has no key for (e.g. `top_k`)."""
 
     reward_scope = "sample"
 
-    def __init__(self, sampling: SamplingConfig, seed: int, **_: Any):
-        self.sampling, self.seed = sampling, seed
+    def __init__(self, sampling: SamplingConfig, seed: int, **overrides: Any):
+        known = set(SamplingConfig.__dataclass_fields__)
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"rollout.strategy_kw: unknown sampling setting(s) {unknown}; known: "
+                f"{', '.join(sorted(known))}"
+            )
+        self.sampling = dataclasses.replace(sampling, **overrides)
+        self.seed = seed
 
     def requests(self, group: Any) -> list[SampleRequest]:
         reqs = []

@@ -55,7 +55,6 @@ def _groups(lengths=((5, 3, 8, 6), (2, 7, 4, 4), (9, 1, 3, 5))):
 def test_recipe_gets_the_stages_in_order():
     assert stage_names(_cfg()) == [
         "critic_values",
-        "asyppo_discount",
         "advantage",
         "asyppo_masks",
         "critic_update",
