@@ -39,12 +39,14 @@ def test_strategy_trains_end_to_end(tmp_path, tiny_model, vllm_worker, strategy)
     run_dir = train(config_from_dict(recipe), workers=[vllm_worker], log=lambda *_: None)
     rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2
+    # γ <= amp = 1.5; coupled: an anchor that is also an intro gets 1 + 0.5 + α·0.5 = 1.75
+    top = 1.75 if strategy == "coupled" else 1.5
     for r in rows:
         assert math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"])
-        # some response tokens amplified, none shrunk; γ never above amp = 1.5
+        # some response tokens amplified, none shrunk
         assert 0.0 < r["attn_credit/frac_amplified"] <= 1.0
-        assert 1.0 < r["attn_credit/mean_gamma"] <= 1.5
-        assert 1.0 < r["attn_credit/max_gamma"] <= 1.5
+        assert 1.0 < r["attn_credit/mean_gamma"] <= top
+        assert 1.0 < r["attn_credit/max_gamma"] <= top
         assert 0.0 <= r["attn_credit/preplan_anchor_jaccard"] <= 1.0
         assert r["attn_credit/signal_s"] > 0
     if strategy != "coupled":  # exactly the top 40% of each response (>= 1 token)
