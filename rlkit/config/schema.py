@@ -279,6 +279,10 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
     ):
         if v < 0:
             errs.append((key, f"expected an integer >= 0, got {v}"))
+    if cfg.rollout.temperature < 0:
+        errs.append(("rollout.temperature", f"expected >= 0, got {cfg.rollout.temperature}"))
+    if not 0 < cfg.rollout.top_p <= 1:
+        errs.append(("rollout.top_p", f"expected 0 < top_p <= 1, got {cfg.rollout.top_p}"))
     if cfg.async_.alpha < 0:
         errs.append(("async.alpha", f"expected an integer >= 0, got {cfg.async_.alpha}"))
     if cfg.trainer.world_size > 0 and cfg.samples_per_step % cfg.trainer.world_size:

@@ -6,13 +6,60 @@ from pathlib import Path
 
 
 def check_model_dir(path: str | Path) -> Path:
-    """Fail early, naming the path, when a model folder is missing or incomplete."""
+    """Fail early, naming the path, when a model folder is missing or incomplete: no
+    config.json, a weights file that is not safetensors (corrupt, truncated, an LFS pointer),
+    a shard the index names but the folder lacks, or a tokenizer with more tokens than the
+    model's embedding rows (token ids the model cannot embed)."""
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"model path not found: {p}")
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"model path {p} has no config.json (not an HF model folder)")
+    _check_weights(p)
+    _check_tokenizer(p)
     return p
+
+
+def _check_weights(p: Path) -> None:
+    import json
+
+    from safetensors import safe_open
+
+    index = p / "model.safetensors.index.json"
+    if index.is_file():
+        names = set(json.loads(index.read_text()).get("weight_map", {}).values())
+        missing = sorted(n for n in names if not (p / n).is_file())
+        if missing:
+            raise FileNotFoundError(f"model path {p}: shards named in {index.name} missing: "
+                                    f"{missing[:3]}")  # fmt: skip
+    for shard in sorted(p.glob("*.safetensors")):
+        try:
+            with safe_open(str(shard), "pt") as fh:  # reads the header only
+                fh.keys()
+        except Exception as exc:
+            msg = f"model weights {shard}: not a readable safetensors file ({exc})"
+            raise ValueError(msg) from None
+
+
+def _check_tokenizer(p: Path) -> None:
+    import json
+
+    if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return
+    vocab = json.loads((p / "config.json").read_text()).get("vocab_size")
+    if not vocab:
+        return
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(p))
+    special = {k: getattr(tok, f"{k}_token_id", None) for k in ("eos", "bos", "pad")}
+    too_big = {k: i for k, i in special.items() if i is not None and i >= vocab}
+    if tok.vocab_size > vocab or too_big:
+        raise ValueError(
+            f"model path {p}: tokenizer does not fit the model (a tokenizer of another model?): "
+            f"{tok.vocab_size} base tokens, special ids {too_big or special}, but config.json "
+            f"vocab_size is {vocab}"
+        )
 
 
 def apply_lora(model, lora_cfg):
