@@ -108,20 +108,31 @@ class Probe:
         return os.getpid()
 
 ray.get(Probe.remote().ping.remote())
-print(json.dumps(sorted(listeners(os.getpid()))))
+from ray._raylet import AuthenticationMode, get_authentication_mode
+token = get_authentication_mode() == AuthenticationMode.TOKEN
+print(json.dumps([token, sorted(listeners(os.getpid()))]))
 ray.shutdown()
 """
 
 
-def test_init_ray_binds_loopback_even_when_ray_was_imported_first(tmp_path):
-    """The `rlkit train` path: no loopback variable in the environment beforehand."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+@pytest.mark.parametrize("auth", ["disabled", None])
+def test_init_ray_binds_loopback_even_when_ray_was_imported_first(tmp_path, auth):
+    """The `rlkit train` path: no loopback variable in the environment beforehand.  With
+    RAY_AUTH_MODE unset Ray 2.60 also turns token authentication on for the new cluster (the
+    token goes to $HOME/.ray/auth_token: a temporary HOME here)."""
+    drop = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update({"RAY_AUTH_MODE": auth} if auth else {"HOME": str(tmp_path)})
     root = Path(__file__).parents[2]
     env["PYTHONPATH"] = str(root)
     cmd = [sys.executable, "-c", PROBE]
     out = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    seen = [tuple(x) for x in json.loads(out.stdout.strip().splitlines()[-1])]
+    token, seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen = [tuple(x) for x in seen]
+    assert token == (auth is None)
+    if auth is None:
+        assert (tmp_path / ".ray" / "auth_token").is_file()
     assert any(name == "gcs_server" for name, _, _ in seen), seen
     outside = [s for s in seen if not is_loopback(s[1])]
     assert not outside, f"listening beyond loopback: {outside}"
