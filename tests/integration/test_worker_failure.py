@@ -20,40 +20,55 @@ from tests.integration.conftest import tiny_recipe
 pytestmark = pytest.mark.slow
 
 
-def test_killed_rollout_worker_is_replaced_and_the_run_completes(
-    tmp_path, tiny_model, ray_cluster, monkeypatch
-):
-    import ray
-
+def recorded_workers(monkeypatch) -> list:
+    """The rollout workers the run starts (its own and replacements), in start order."""
     from rlkit.runtime import cluster
-    from rlkit.runtime.run import train
 
     started: list = []
     real_start = cluster.start_rollout_workers
 
     def recording_start(*args, **kw):
-        started.extend(real_start(*args, **kw))
-        return started[-1:] if args[2] == 1 else started
+        new = real_start(*args, **kw)
+        started.extend(new)
+        return new
 
     monkeypatch.setattr(cluster, "start_rollout_workers", recording_start)
-    recipe = tiny_recipe(
-        tmp_path, name="kill", **{"async": {"alpha": 1}}, trainer={"total_steps": 4}
-    )
-    recipe["model"]["path"] = tiny_model
-    metrics = tmp_path / "runs" / "kill" / "metrics.jsonl"
+    return started
+
+
+def kill_first_worker(started: list, when=lambda: True) -> tuple[threading.Thread, dict]:
+    """SIGKILL the run's first worker process once it is up and `when()` holds."""
+    import ray
+
     killed: dict = {}
 
     def killer():
         while not started:
             time.sleep(0.2)
         pid = ray.get(started[0].__ray_call__.remote(lambda self: os.getpid()))
-        while not (metrics.is_file() and metrics.read_text().strip()):  # after step 1
+        while not when():
             time.sleep(0.2)
         os.kill(pid, signal.SIGKILL)
         killed["t"] = time.perf_counter()
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
+    return thread, killed
+
+
+def test_killed_rollout_worker_is_replaced_and_the_run_completes(
+    tmp_path, tiny_model, ray_cluster, monkeypatch
+):
+    from rlkit.runtime.run import train
+
+    started = recorded_workers(monkeypatch)
+    recipe = tiny_recipe(
+        tmp_path, name="kill", **{"async": {"alpha": 1}}, trainer={"total_steps": 4}
+    )
+    recipe["model"]["path"] = tiny_model
+    metrics = tmp_path / "runs" / "kill" / "metrics.jsonl"
+    after_step_1 = lambda: metrics.is_file() and metrics.read_text().strip()  # noqa: E731
+    thread, killed = kill_first_worker(started, after_step_1)
     run_dir = train(config_from_dict(recipe), log=lambda *_: None)
     t_end = time.perf_counter()
     thread.join(timeout=5)
@@ -72,3 +87,25 @@ def test_killed_rollout_worker_is_replaced_and_the_run_completes(
         f"\n[worker-failure] kill -> end of run {t_end - killed['t']:.1f} s; "
         f"step times {[round(r['time/step_s'], 1) for r in rows]}"
     )
+
+
+def test_past_the_restart_bound_the_run_stops_naming_the_dead_worker(
+    tmp_path, tiny_model, ray_cluster, monkeypatch
+):
+    from rlkit.runtime.run import train
+    from rlkit.runtime.worker_restarts import RolloutWorkerLost
+
+    started = recorded_workers(monkeypatch)
+    recipe = tiny_recipe(
+        tmp_path, name="bound", rollout={"max_worker_restarts": 0}, trainer={"total_steps": 8}
+    )
+    recipe["model"]["path"] = tiny_model
+    metrics = tmp_path / "runs" / "bound" / "metrics.jsonl"
+    after_step_1 = lambda: metrics.is_file() and metrics.read_text().strip()  # noqa: E731
+    thread, _ = kill_first_worker(started, after_step_1)  # the engine is serving by then
+    with pytest.raises(RolloutWorkerLost) as err:
+        train(config_from_dict(recipe), log=lambda *_: None)
+    thread.join(timeout=5)
+    msg = str(err.value)
+    assert msg.startswith("rollout worker 0 died (ActorDiedError") and "\n" not in msg
+    assert "rollout.max_worker_restarts = 0" in msg and len(started) == 1
