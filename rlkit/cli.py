@@ -21,15 +21,19 @@ def _train(argv: list[str]) -> int:
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rlkit.runtime.run import train
+    from rlkit.runtime.worker_restarts import RolloutWorkerLost
 
     try:
         train(cfg)
     except ConfigError as exc:
         print(f"rlkit: config error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # bad model or data files, named
         print(f"rlkit: {exc}", file=sys.stderr)
         return 2
+    except RolloutWorkerLost as exc:
+        print(f"rlkit: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,8 +18,13 @@ def check_inputs(cfg: RecipeConfig) -> None:
     """Files the recipe names must exist before anything is created or started."""
     from rlkit.config import ConfigError
 
-    if cfg.model.kind == "path" and not (Path(cfg.model.path) / "config.json").is_file():
-        raise ConfigError("model.path", f"no HF model folder (config.json) at {cfg.model.path}")
+    if cfg.model.kind == "path":
+        from rlkit.engines.model_io import check_model_dir
+
+        try:  # config, weights readable, tokenizer fits the model
+            check_model_dir(cfg.model.path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError("model.path", str(exc)) from None
     looks_local = cfg.data.path and (
         cfg.data.path.endswith((".jsonl", ".json", ".parquet"))
         or cfg.data.path.startswith((".", "/"))
@@ -29,6 +34,8 @@ def check_inputs(cfg: RecipeConfig) -> None:
     if cfg.eval.every > 0 and not Path(cfg.eval.data).exists():
         raise ConfigError("eval.data", f"file not found: {cfg.eval.data}")
     check_plugins(cfg)
+    if cfg.data.kind == "file" and looks_local:
+        load_rows(cfg)  # every row readable, with its prompt field, before anything starts
 
 
 def check_plugins(cfg: RecipeConfig) -> None:

@@ -128,7 +128,7 @@ def test_model_missing_path(tmp_path):
     from rlkit.runtime import prepare
 
     cfg = config_from_dict({"model": {"kind": "path", "path": str(tmp_path / "nope")}})
-    with pytest.raises(ConfigError, match=r"^model\.path: no HF model folder"):
+    with pytest.raises(ConfigError, match=r"^model\.path: model path not found"):
         prepare.check_inputs(cfg)
 
 
