@@ -74,3 +74,50 @@ def rere_reward(
             acc = float(normalize_title(title) == normalize_title(target))
             out[i] = {"score": acc + rank, "acc": acc, "rank": rank}
     return out
+
+
+# ---- group-level form for the `constrained_beam` rollout strategy (rlkit/runtime/beam_strategy)
+def beam_title(completion: str, response_prefix: str = "") -> str:
+    """The title of a beam's response text `response_prefix + '"Title"\\n'`."""
+    if response_prefix and completion.startswith(response_prefix):
+        completion = completion[len(response_prefix) :]
+    return normalize_title(completion)
+
+
+@reward("rere_rule")
+def rere_rule(
+    prompt: str, completion: str, item_title: str, response_prefix: str = "", **_: Any
+) -> float:
+    """ReRe's rule reward r_acc(o_i) = 1 if the beam is the target item ``item_title``, else 0."""
+    return float(beam_title(completion, response_prefix) == normalize_title(item_title))
+
+
+@reward("rere_rank", batch=True)
+def rere_rank(
+    prompts: list[str],
+    completions: list[str],
+    item_title: list[str],
+    rank: list[int],
+    response_prefix: str = "",
+    **_: Any,
+) -> list[float]:
+    """ReRe's ranking reward for ONE complete group (reward_scope "group": one call per group,
+    each sample's 0-based beam rank in ``rank``), G = the group's size:
+
+        r_rank(o_i) = -(1/log2(i+2)) / Σ_{j<G} 1/log2(j+2)   if o_i is wrong and some beam hit
+        r_rank(o_i) = 0                                        otherwise
+
+    (arXiv 2510.12211; docs/algorithms.md §6). Total ReRe reward = rere_rule + rere_rank.
+    """
+    goal = normalize_title(item_title[0]) if item_title else ""
+    hits = [beam_title(c, response_prefix) == goal for c in completions]
+    if not any(hits):
+        return [0.0] * len(completions)
+    norm = sum(1.0 / math.log2(j + 2) for j in range(len(completions)))
+    return [0.0 if hit else -(1.0 / math.log2(int(i) + 2)) / norm for i, hit in zip(rank, hits)]
+
+
+# Recipe names whose metric names are the components: `rewards.rec:rule` -> reward/rule,
+# `rewards.rec:rank` -> reward/rank.
+rule = rere_rule
+rank = rere_rank

@@ -51,6 +51,8 @@ class RolloutWorker:
             aborted = set(abort_ids)
             self._held = [f for f in self._held if f.request_id not in aborted]
         finished, self._held = self._held, []
+        beam_jobs = [r for r in new if getattr(r, "kind", "sample") == "beam"]
+        new = [r for r in new if getattr(r, "kind", "sample") != "beam"]
         for req in new:
             try:
                 self.engine.add(req.request_id, req.prompt_ids, req.sampling)
@@ -63,6 +65,12 @@ class RolloutWorker:
             finished += self.engine.step()
             if time.perf_counter() - t0 > max_wait_s:
                 break
+        if beam_jobs:  # ReRe groups (rlkit.runtime.beam_strategy): batched, once nothing is live
+            from rlkit.runtime.beam_strategy import serve_beam_jobs
+
+            while self.engine.num_unfinished():
+                finished += self.engine.step()
+            finished += serve_beam_jobs(self.engine, beam_jobs)
         return finished
 
     def num_unfinished(self) -> int:

@@ -103,3 +103,6 @@ class SampleStrategy:
 
 def make_strategy(name: str, sampling: SamplingConfig, seed: int, kw: dict) -> RolloutStrategy:
     return ROLLOUT_STRATEGIES[name](sampling, seed, **kw)
+
+
+from rlkit.runtime import beam_strategy as _beam_strategy  # noqa: E402,F401  registers constrained_beam

@@ -1,0 +1,206 @@
+"""The `constrained_beam` rollout strategy (ReRe) on a fake engine: one request per group, served
+by the worker's request loop as one batched beam search, G samples back with per-token
+behaviour logprobs; rewards asked once per group with ranks; ReRe's rewards by hand."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+from rewards.rec import rere_rank, rere_rule
+from rlkit.engines.constrained_beam import constrained_beam_search
+from rlkit.engines.rollout_protocol import Completion, SamplingConfig
+from rlkit.engines.vllm_engine import FinishedRequest
+from rlkit.rewards.types import RewardResult
+from rlkit.runtime import beam_strategy
+from rlkit.runtime.beam_strategy import BeamCompletion, ConstrainedBeamStrategy, is_beam_job
+from rlkit.runtime.groups import Group, Prompt
+from rlkit.runtime.rollout_scheduler import RolloutScheduler
+from rlkit.runtime.rollout_worker import RolloutWorker, SampleRequest
+from rlkit.runtime.strategies import make_strategy
+
+TITLES = ["Alien", "Aliens", "Heat", "Ran", "Rain Man", "Up", "Babe", "Big", "Brazil", "Clue"]
+
+
+class FakeEngine:
+    """Deterministic full-vocab log-softmax per prefix; one live sampling request at most."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.version = tokenizer, 3
+        self.vocab = len(tokenizer)
+        self.calls: list[int] = []  # prefixes per next_token_logprobs call
+        self.live: list[str] = []
+
+    def logsoftmax(self, prefix) -> np.ndarray:
+        rng = np.random.default_rng(abs(hash(tuple(prefix))) % (2**32))
+        x = rng.normal(size=self.vocab) * 3
+        return x - np.log(np.exp(x - x.max()).sum()) - x.max()
+
+    def next_token_logprobs(self, prefixes, candidates, top_k=20):
+        assert not self.live, "beam search stepped the engine under live requests"
+        self.calls.append(len(prefixes))
+        out = []
+        for p, cand in zip(prefixes, candidates):
+            lp = self.logsoftmax(p)
+            out.append({int(t): float(lp[t]) for t in cand})
+        return out
+
+    def add(self, rid, prompt, sampling):
+        self.live.append(rid)
+
+    def num_unfinished(self):
+        return len(self.live)
+
+    def step(self):
+        done = [FinishedRequest(r, Completion([5], [-0.5], "x"), self.version) for r in self.live]
+        self.live = []
+        return done
+
+
+@pytest.fixture()
+def catalogue(tmp_path):
+    path = tmp_path / "titles.json"
+    path.write_text(json.dumps(TITLES))
+    return str(path)
+
+
+@pytest.fixture()
+def engine():
+    from rlkit.data.tiny_model import build_char_tokenizer
+
+    return FakeEngine(build_char_tokenizer())
+
+
+def make_worker(engine) -> RolloutWorker:
+    w = RolloutWorker.__new__(RolloutWorker)
+    w.engine, w._held, w._job_ids = engine, [], 0
+    return w
+
+
+def group_of(gid: int, size: int, prompt_ids) -> Group:
+    return Group(gid, Prompt(gid, f"p{gid}", list(prompt_ids), {"item_title": "Heat"}), size, 0, 0)
+
+
+def strategy(catalogue, **kw) -> ConstrainedBeamStrategy:
+    return make_strategy(
+        "constrained_beam", SamplingConfig(max_tokens=16), 0, {"catalogue": catalogue, **kw}
+    )
+
+
+def test_one_request_per_group_g_samples_with_behaviour_logprobs(engine, catalogue):
+    st, worker = strategy(catalogue), make_worker(engine)
+    group = group_of(7, 4, [10, 11, 12])
+    reqs = st.requests(group)
+    assert len(reqs) == 1 and is_beam_job(reqs[0]) and reqs[0].num_beams == 4
+    (fin,) = worker.run(reqs, [], 0.1)
+    assert fin.request_id == "7:0" and fin.start_version == engine.version
+    assert isinstance(fin.completion, BeamCompletion)
+    out = st.on_finished(group, fin.request_id, fin.completion)
+    assert [j for j, _ in out.samples] == [0, 1, 2, 3]
+    # the same beams and scores as the engine-agnostic constrained beam search
+    trie = beam_strategy.cached_trie(catalogue, "", engine.tokenizer)
+    (ref,) = constrained_beam_search(
+        engine.next_token_logprobs, [[10, 11, 12]], 4, 16, eos_token_ids=[1], allowed_sequences=trie
+    )
+    titles = []
+    for (_, c), r in zip(out.samples, ref, strict=True):
+        assert c.token_ids == r.token_ids and c.token_ids[-1] == 1
+        assert len(c.logprobs) == len(c.token_ids)
+        assert math.isclose(sum(c.logprobs), r.score, abs_tol=1e-4)  # score = Σ behaviour lps
+        lp0 = engine.logsoftmax([10, 11, 12])[c.token_ids[0]]  # full-vocab, not renormalised
+        assert math.isclose(c.logprobs[0], lp0, abs_tol=1e-6)
+        titles.append(json.loads(c.text.strip()))
+    assert len(set(titles)) == 4 and set(titles) <= set(TITLES)  # distinct valid items
+
+
+def test_beam_jobs_batched_after_live_requests_finish(engine, catalogue, monkeypatch):
+    built = []
+    from rollouts.item_trie import ItemTrie
+
+    orig = ItemTrie.from_tokenizer.__func__
+    monkeypatch.setattr(
+        ItemTrie,
+        "from_tokenizer",
+        classmethod(lambda cls, *a, **k: built.append(1) or orig(cls, *a, **k)),
+    )
+    monkeypatch.setattr(beam_strategy, "_TRIES", {})
+    st, worker = strategy(catalogue), make_worker(engine)
+    sample = SampleRequest("9:0", [1, 2], SamplingConfig())
+    jobs = [st.requests(group_of(g, 3, [20 + g, 30])) for g in (1, 2)]
+    done = worker.run([sample, *jobs[0], *jobs[1]], [], 0.0)
+    assert [f.request_id for f in done] == ["9:0", "1:0", "2:0"]  # sampling drained first
+    one = list(engine.calls)
+    engine.calls.clear()
+    worker.run(jobs[0], [], 0.0)
+    # both jobs advanced together: as many engine calls as the longer job alone needs, each
+    # covering the live beams of both prompts
+    assert len(one) == len(engine.calls) and sum(one) > sum(engine.calls)
+    assert built == [1]  # the trie is built once per worker per catalogue
+
+
+def test_num_beams_must_be_the_group_size(catalogue):
+    with pytest.raises(ValueError, match="samples_per_prompt"):
+        strategy(catalogue, num_beams=8).requests(group_of(0, 4, [1]))
+    with pytest.raises(ValueError, match="not found"):
+        strategy("/no/such/catalogue.json")
+
+
+class RecordingRewards:
+    def __init__(self):
+        self.calls = []
+
+    def submit_many(self, prompts, completions, fields_list):
+        self.calls.append([dict(f) for f in fields_list])
+        futs = []
+        for _ in completions:
+            f: Future = Future()
+            f.set_result(RewardResult(1.0, {}, None, False, None))
+            futs.append(f)
+        return futs
+
+
+def test_rewards_asked_once_per_group_with_ranks(catalogue):
+    st, rewards = strategy(catalogue), RecordingRewards()
+    prompts = (Prompt(i, f"p{i}", [1, 2], {"item_title": "Heat"}) for i in itertools.count())
+    sched = RolloutScheduler(
+        st, prompts, rewards, num_workers=1, alpha=0, groups_per_step=1, samples_per_prompt=3
+    )
+    group, reqs = sched.new_group()
+    assert len(reqs) == 1
+    beams = [Completion([40 + i, 1], [-0.1, -0.2], f'"T{i}"\n') for i in range(3)]
+    sched.on_finished([FinishedRequest(reqs[0].request_id, BeamCompletion([], [], beams=beams), 0)])
+    assert len(rewards.calls) == 1 and [f["rank"] for f in rewards.calls[0]] == [0, 1, 2]
+    assert sched.poll_rewards() == 1 and sched.take_batch(0)[0] is group
+
+
+def test_fewer_items_than_beams_shrinks_the_group(engine, tmp_path):
+    path = tmp_path / "two.jsonl"
+    path.write_text('"Heat"\n{"title": "Up"}\n')
+    st, worker = strategy(str(path)), make_worker(engine)
+    group = group_of(0, 4, [3, 4])
+    (fin,) = worker.run(st.requests(group), [], 0.0)
+    out = st.on_finished(group, fin.request_id, fin.completion)
+    assert len(out.samples) == 2 and group.size == 2
+
+
+def test_rere_rewards_hand_computed():
+    beams = ['"A"\n', '"B"\n', '"Heat"\n', '"C"\n']
+    norm = 1 + 1 / math.log2(3) + 0.5 + 1 / math.log2(5)  # 2.5616063...
+    assert math.isclose(norm, 2.5616063, abs_tol=1e-6)
+    got = rere_rank(["p"] * 4, beams, ["Heat"] * 4, [0, 1, 2, 3])
+    want = [-0.3903800, -0.2463024, 0.0, -0.1681275]  # -(1/log2(i+2)) / norm
+    assert all(math.isclose(g, w, abs_tol=1e-6) for g, w in zip(got, want, strict=True))
+    rule = [rere_rule("p", b, "Heat") for b in beams]
+    assert rule == [0.0, 0.0, 1.0, 0.0]
+    # ranks come from the `rank` field, not the list order
+    shuffled = rere_rank(["p"] * 4, beams[::-1], ["Heat"] * 4, [3, 2, 1, 0])
+    assert shuffled == got[::-1]
+    # no beam hit the target: no ranking signal
+    assert rere_rank(["p"] * 2, ['"A"\n', '"B"\n'], ["Heat"] * 2, [0, 1]) == [0.0, 0.0]
+    # a response prefix is stripped before comparing
+    assert rere_rule("p", 'Answer: "Heat"\n', "Heat", response_prefix="Answer: ") == 1.0
