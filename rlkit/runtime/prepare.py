@@ -156,7 +156,8 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
             max_operand=cfg.data.max_operand,
             ops=cfg.data.ops,
         )
-    rows = with_sft_targets(rows, unboxed_rate=cfg.sft.unboxed_rate, seed=cfg.seed)
+    if not all("target" in r for r in rows):  # rows with their own SFT target keep it (ReRe)
+        rows = with_sft_targets(rows, unboxed_rate=cfg.sft.unboxed_rate, seed=cfg.seed)
     log(f"[rlkit] SFT warm-start: {cfg.sft.steps} steps")
     sft_warm_start(
         base,

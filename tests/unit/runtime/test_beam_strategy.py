@@ -204,3 +204,26 @@ def test_rere_rewards_hand_computed():
     assert rere_rank(["p"] * 2, ['"A"\n', '"B"\n'], ["Heat"] * 2, [0, 1]) == [0.0, 0.0]
     # a response prefix is stripped before comparing
     assert rere_rule("p", 'Answer: "Heat"\n', "Heat", response_prefix="Answer: ") == 1.0
+
+
+@pytest.mark.parametrize(
+    "path, beams",
+    [("recipes/rere_ml100k_cpu.yaml", 8), ("recipes/rere_amazon_gpu_cluster.yaml", 16)],
+)
+def test_rere_recipes_load(path, beams, catalogue):
+    from rlkit.config.loader import load_recipe
+    from rlkit.rewards.loader import resolve_reward
+
+    cfg = load_recipe(path)
+    r, a = cfg.rollout, cfg.algo
+    assert r.strategy == "constrained_beam" and r.samples_per_prompt == beams
+    assert (a.advantage, a.advantage_kw["epsilon"], a.kl_beta, a.kl_kind) == (
+        "grpo",
+        1e-4,
+        1e-3,
+        "k3",
+    )
+    assert cfg.trainer.lr == 1e-5 and cfg.eval.suite in ("rec", "ml-100k")
+    assert [resolve_reward(f.fn).name for f in cfg.reward.fns] == ["rule", "rank"]
+    st = make_strategy(r.strategy, SamplingConfig(), 0, {**r.strategy_kw, "catalogue": catalogue})
+    assert len(st.requests(group_of(0, beams, [1]))) == 1
