@@ -50,10 +50,21 @@ class LossContext:
         return self.batch["response_mask"]
 
     def entropy(self, with_grad: bool) -> Tensor:
-        """H per token, computed once per forward and only when a term or metric asks."""
-        if self._entropy is None or (with_grad and not self._entropy.requires_grad):
+        """H per token, computed once per forward and only when a term or metric asks.
+
+        The trainer usually passes it in (`_entropy`, from the chunked log-prob pass); else it
+        is computed here chunk by chunk over the sequence, never as a [B, L, V] softmax."""
+        if self._entropy is None or (
+            with_grad and torch.is_grad_enabled() and not self._entropy.requires_grad
+        ):
             with torch.set_grad_enabled(with_grad and torch.is_grad_enabled()):
-                self._entropy = entropy_from_logits(self.logits)
+                self._entropy = torch.cat(
+                    [
+                        entropy_from_logits(self.logits[:, s : s + 64].float())
+                        for s in range(0, self.logits.shape[1], 64)
+                    ],
+                    dim=1,
+                )
         return self._entropy
 
     def aggregate(self, per_token: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -105,6 +105,9 @@ class TrainerConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 16
+    # Padded-token budget of a micro-batch (rows x longest row; dynamic batch size): 0 = off,
+    # micro-batches of `micro_batch_size` samples.  Loss and gradient do not change.
+    micro_batch_tokens: int = 0
     mini_batches: int = 1  # optimizer steps per pass over a training step's samples
     ppo_epochs: int = 1  # passes over them; > 1 update: π_old is recomputed first
     total_steps: int = 20
@@ -251,6 +254,11 @@ class RecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # Who gets the machine's cores (rlkit.runtime.placement; docs/placement.md): `colocated` =
+    # the busy stage (rollout while generating, trainer while training) uses every core's
+    # thread; `disaggregated` = each actor keeps the threads of the CPUs it reserves;
+    # `auto` = colocated for `async.mode: sync` (stages never overlap), else disaggregated.
+    placement: Literal["auto", "colocated", "disaggregated"] = "auto"
 
     @property
     def samples_per_step(self) -> int:
@@ -276,6 +284,7 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
     for key, v in (
         ("rollout.max_worker_restarts", cfg.rollout.max_worker_restarts),
         ("trainer.keep_last", cfg.trainer.keep_last),
+        ("trainer.micro_batch_tokens", cfg.trainer.micro_batch_tokens),
     ):
         if v < 0:
             errs.append((key, f"expected an integer >= 0, got {v}"))

@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rlkit.engines.micro_batches import step_layout
 from rlkit.engines.model_io import apply_lora, check_model_dir, merged_state_dict
 from rlkit.engines.train_batch import (
     TrainSample,
-    chunks,
     collate,
+    forward_logprobs,
     response_values,
     split_even,
-    token_logprobs,
 )
 
 
@@ -56,6 +56,7 @@ class TrainerPlan:
     mini_batches: int
     ppo_epochs: int
     micro: int
+    micro_tokens: int  # padded-token budget of a micro-batch; 0 = `micro` samples
     grad_accum: int
     ds_config: dict
     dtype: str
@@ -66,12 +67,14 @@ class TrainerPlan:
     terms: tuple
     hook: tuple[str | None, dict]
     agg: str
+    threads: int  # torch threads of the rank while training (rlkit.runtime.placement)
 
 
 def trainer_plan(cfg, world: int) -> TrainerPlan:
     """The plan of one rank of a `world`-rank policy trainer for the recipe `cfg`."""
     from rlkit.algos.loss_terms import terms_for
     from rlkit.engines.lr_schedule import lr_factor
+    from rlkit.runtime.placement import trainer_threads
 
     t, a = cfg.trainer, cfg.algo
     # PPO-style: `mini_batches` optimizer steps per epoch, `ppo_epochs` passes per step.
@@ -92,6 +95,7 @@ def trainer_plan(cfg, world: int) -> TrainerPlan:
         mini_batches=t.mini_batches,
         ppo_epochs=t.ppo_epochs,
         micro=micro,
+        micro_tokens=t.micro_batch_tokens,
         grad_accum=accum,
         ds_config=ds_config(t.zero_stage, micro, accum, world, t.grad_clip, cfg.model.dtype),
         dtype=cfg.model.dtype,
@@ -102,6 +106,7 @@ def trainer_plan(cfg, world: int) -> TrainerPlan:
         terms=tuple(terms_for(a)),
         hook=(a.token_hook, dict(a.token_hook_kw)),
         agg=a.agg,
+        threads=trainer_threads(cfg, world),
     )
 
 
@@ -149,24 +154,35 @@ class DeepSpeedPolicyTrainer:
         )
         self.pad_id = model.config.pad_token_id or 0
         self.terms = list(plan.terms)
+        # H per token: differentiated when the entropy term is configured; otherwise only the
+        # logged `entropy/mean`, computed detached in the same chunked pass as the logprobs.
+        self.entropy_mode = "grad" if any(t.name == "entropy" for t in self.terms) else "no_grad"
         self.hook = make_token_hook(*plan.hook)
 
-    def train_step(self, samples: list[TrainSample], norms: list[dict]) -> dict[str, Any]:
+    def train_step(
+        self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
+    ) -> dict[str, Any]:
         """`ppo_epochs` x `mini_batches` optimizer steps on this rank's share.
 
-        `norms[k]` are the global normalisers of mini-batch k (all ranks' k-th chunks).  With a
-        single update π_old = π_θ before it; with several, π_old is recomputed first (no grad)."""
+        `norms[k]` are the global normalisers of mini-batch k (all ranks' k-th chunks);
+        `layout[k]` its micro-batches as indices into this rank's k-th chunk, the same count on
+        every rank (rlkit.engines.micro_batches.step_layout; computed here when None, which is
+        only safe for one rank).  With a single update π_old = π_θ before it; with several,
+        π_old is recomputed first (no grad)."""
         t0 = time.perf_counter()
+        minis = split_even(samples, self.minis)
+        if layout is None:
+            layout = step_layout([minis], self.micro, self.plan.micro_tokens)[0]
+        plan = [[[mini[i] for i in mb] for mb in lay] for mini, lay in zip(minis, layout)]
         self.engine.train()
         if self.minis * self.epochs > 1:
-            self._fill_old_logprobs(samples)
+            self._fill_old_logprobs([mb for mini in plan for mb in mini])
         totals: dict[str, float] = {}
         updates = self.epochs * self.minis
         for _ in range(self.epochs):
-            for k, mini in enumerate(split_even(samples, self.minis)):
-                micro_batches = chunks(mini, self.micro)
-                for mb in micro_batches:
-                    metrics = self._micro_step(mb, norms[k])
+            for k, micro_batches in enumerate(plan):
+                for j, mb in enumerate(micro_batches):
+                    metrics = self._micro_step(mb, norms[k], j == len(micro_batches) - 1)
                     for key, v in metrics.items():
                         # shares of a step total add up over micro-batches; the rest average
                         n = 1 if key.endswith("/share") else len(micro_batches)
@@ -174,30 +190,41 @@ class DeepSpeedPolicyTrainer:
         totals["grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
         totals["lr"] = float(self.engine.get_lr()[0])
         totals["time/train_rank_s"] = time.perf_counter() - t0
+        totals["train/micro_batches"] = float(sum(len(m) for m in plan))
         return totals
 
-    def _fill_old_logprobs(self, samples: list[TrainSample]) -> None:
+    def _fill_old_logprobs(self, micro_batches: list[list[TrainSample]]) -> None:
         """π_old of every response token, before any update of this step."""
         import torch
 
         self.engine.eval()
-        for mb in chunks(samples, self.micro):
+        for mb in micro_batches:
             batch = collate(mb, self.pad_id)
             with torch.no_grad():
-                logp, _ = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
+                logp, _, _ = forward_logprobs(
+                    self.engine, batch["input_ids"], batch["attention_mask"]
+                )
             for s, lp in zip(mb, response_values(logp, mb)):
                 s.streams["old_logprobs"] = lp
         self.engine.train()
 
-    def _micro_step(self, mb: list[TrainSample], norms: dict) -> dict[str, float]:
-        """Forward (with the hook's capture), the configured loss terms, backward, step."""
+    def _micro_step(self, mb: list[TrainSample], norms: dict, boundary: bool) -> dict[str, float]:
+        """Forward (with the hook's capture), the configured loss terms, backward, step.
+
+        `boundary`: the last micro-batch of a mini-batch.  The accumulation boundary is set
+        explicitly (DeepSpeed's `set_gradient_accumulation_boundary`), so the optimizer steps
+        once per mini-batch whatever its micro-batch count; `gradient_accumulation_steps` of the
+        config is then only nominal."""
         from rlkit.algos.loss_terms import LossContext, total_loss
 
         batch = collate(mb, self.pad_id)
+        self.engine.set_gradient_accumulation_boundary(boundary)
         with self.hook.capture(self.engine.module):
-            logp, logits = token_logprobs(self.engine, batch["input_ids"], batch["attention_mask"])
+            logp, logits, ent = forward_logprobs(
+                self.engine, batch["input_ids"], batch["attention_mask"], entropy=self.entropy_mode
+            )
         batch.update(self.hook.streams(batch))
-        ctx = LossContext(batch, logp, logits, self.plan.agg, norms)
+        ctx = LossContext(batch, logp, logits, self.plan.agg, norms, _entropy=ent)
         loss, metrics = total_loss(self.terms, ctx)
         metrics.update(self.hook.metrics())
         metrics["loss/share"] = float(loss.detach())

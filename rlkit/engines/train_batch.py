@@ -85,11 +85,55 @@ def response_values(values: torch.Tensor, samples: list[TrainSample]) -> list[li
     return out
 
 
+# Sequence positions per chunk of the log-prob pass: [B, chunk, V] float temporaries at most.
+LOGPROB_CHUNK = 64
+
+
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """log π(x_{t+1} | x_≤t) for every target position, and the logits (for entropy)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    logp = torch.log_softmax(logits, dim=-1)
-    return logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1), logits
+    logp, logits, _ = forward_logprobs(model, input_ids, attention_mask)
+    return logp, logits
+
+
+def forward_logprobs(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    entropy: str = "none",
+    chunk: int = LOGPROB_CHUNK,
+):
+    """One forward: `(logp, logits, ent)`, logp/ent by `chunked_logprobs` (ent None unless
+    `entropy` is "no_grad" or "grad"); the logits are the model's output, target-aligned."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    logp, ent = chunked_logprobs(logits, input_ids[:, 1:], entropy=entropy, chunk=chunk)
+    return logp, logits, ent
+
+
+def chunked_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, *, entropy: str = "none", chunk: int = 64
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(target) = z_target − logsumexp(z), chunk by chunk over the sequence.
+
+    Never forms the [B, L, V] log-softmax: each chunk's float copy of the logits and its
+    softmax are [B, chunk, V] temporaries, and autograd keeps only the logsumexp's [B, chunk]
+    result (its backward re-reads the logits).  `entropy`: "none"; "no_grad" (the metric,
+    detached); "grad" (a loss term differentiates it).  H = lse − Σ_v p_v z_v, p = exp(z − lse)
+    (the form of verl's `entropy_from_logits`, finite for any logits)."""
+    lps, ents = [], []
+    for s in range(0, logits.shape[1], chunk):
+        z = logits[:, s : s + chunk].float()
+        lse = torch.logsumexp(z, dim=-1)
+        lps.append(z.gather(-1, targets[:, s : s + chunk].unsqueeze(-1)).squeeze(-1) - lse)
+        if entropy != "none":
+            with torch.set_grad_enabled(entropy == "grad" and torch.is_grad_enabled()):
+                zz = z if entropy == "grad" else z.detach()
+                ll = lse if entropy == "grad" else lse.detach()
+                p = torch.exp(zz - ll.unsqueeze(-1))
+                ents.append(ll - (p * zz).sum(-1))
+    if not lps:  # no target position at all
+        return logits.new_zeros(logits.shape[:2], dtype=torch.float32), None
+    return torch.cat(lps, dim=1), (torch.cat(ents, dim=1) if ents else None)
 
 
 def split_even(items: list, parts: int) -> list[list]:

@@ -74,14 +74,36 @@ def _cluster_mode_off() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def start_rollout_workers(kind: str, model_path: str, n: int, cpus: float, engine_kw: dict):
-    """`n` rollout worker actors, each holding one engine."""
+def start_rollout_workers(
+    kind: str,
+    model_path: str,
+    n: int,
+    cpus: float,
+    engine_kw: dict,
+    threads: int | None = None,
+    vllm_bind: bool = False,
+):
+    """`n` rollout worker actors, each holding one engine, each reserving `cpus` CPUs.
+
+    `threads`: torch threads of a worker (default: floor(cpus), at least 1); `vllm_bind`: pin a
+    vLLM CPU engine's OpenMP threads to `threads` cores (rlkit.runtime.placement)."""
     import ray
 
+    from rlkit.runtime.placement import vllm_cpu_binding
     from rlkit.runtime.rollout_worker import RolloutWorker
 
+    threads = max(1, int(cpus)) if threads is None else threads
     actor = ray.remote(num_cpus=cpus, runtime_env={"env_vars": actor_env()})(RolloutWorker)
-    return [actor.remote(kind, model_path, engine_kw, max(1, int(cpus))) for _ in range(n)]
+    return [
+        actor.remote(
+            kind,
+            model_path,
+            engine_kw,
+            threads,
+            vllm_cpu_binding(threads, i) if vllm_bind and kind == "vllm" else None,
+        )
+        for i in range(n)
+    ]
 
 
 def reset_workers(workers: list, model_path: str) -> None:

@@ -27,6 +27,7 @@ def _dispatch(sp: Spine, inflight: dict, new: dict, aborts: dict, max_wait_s: fl
         if w in inflight or not (new.get(w) or aborts.get(w) or w in busy):
             continue
         inflight[w] = worker.run.remote(new.pop(w, []), aborts.pop(w, []), max_wait_s)
+        sp.recorder.rollout_clock.start(w)
 
 
 def _collect(sp: Spine, inflight: dict, new: dict, timeout: float, aborts: dict | None = None):
@@ -44,6 +45,7 @@ def _collect(sp: Spine, inflight: dict, new: dict, timeout: float, aborts: dict 
         if ref not in done:
             continue
         del inflight[w]
+        sp.recorder.rollout_clock.stop(w)
         try:
             finished = ray.get(ref)
         except Exception as exc:

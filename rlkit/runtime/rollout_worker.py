@@ -33,10 +33,25 @@ class SampleRequest:
 class RolloutWorker:
     """Plain class; `ray.remote(RolloutWorker)` makes the actor (see runtime.cluster)."""
 
-    def __init__(self, engine_kind: str, model_path: str, engine_kw: dict, threads: int = 1):
+    def __init__(
+        self,
+        engine_kind: str,
+        model_path: str,
+        engine_kw: dict,
+        threads: int = 1,
+        vllm_bind: str | None = None,
+    ):
+        """`threads`: torch threads while generating (rlkit.runtime.placement); `vllm_bind`:
+        the CPUs a vLLM CPU engine binds its OpenMP threads to (`VLLM_CPU_OMP_THREADS_BIND`,
+        read when the engine starts; a value set by the user wins)."""
+        import os
+
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        if vllm_bind:
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", vllm_bind)
+        self.threads = max(1, threads)
+        torch.set_num_threads(self.threads)
         from rlkit.engines import make_rollout_engine
 
         self.engine = make_rollout_engine(engine_kind, model_path, **engine_kw)

@@ -65,14 +65,21 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
     import ray
 
     from rlkit.rewards import RewardPool
-    from rlkit.runtime import cluster
+    from rlkit.runtime import cluster, placement
     from rlkit.runtime.trainer_group import ReferenceModel, TrainerGroup
 
     r, env = cfg.rollout, cluster.actor_env()
     if workers is None:
+        colocated = placement.resolve(cfg) == "colocated"
         workers, own_workers = (
             cluster.start_rollout_workers(
-                r.engine, model_path, r.num_workers, r.worker_cpus, engine_settings(cfg)
+                r.engine,
+                model_path,
+                r.num_workers,
+                r.worker_cpus,
+                engine_settings(cfg),
+                threads=placement.rollout_threads(cfg),
+                vllm_bind=colocated and not cfg.ray.address,
             ),
             True,
         )

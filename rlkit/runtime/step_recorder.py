@@ -7,6 +7,30 @@ from collections import deque
 from typing import Any
 
 
+class BusyClock:
+    """Busy time of a few workers (keys): `start(k)`/`stop(k)` bracket a busy interval;
+    `take()` returns the busy seconds since the last `take`, intervals still open included."""
+
+    def __init__(self) -> None:
+        self.since: dict[Any, float] = {}
+        self.done_s = 0.0
+
+    def start(self, key: Any) -> None:
+        self.since.setdefault(key, time.perf_counter())
+
+    def stop(self, key: Any) -> None:
+        t0 = self.since.pop(key, None)
+        if t0 is not None:
+            self.done_s += time.perf_counter() - t0
+
+    def take(self) -> float:
+        now = time.perf_counter()
+        busy = self.done_s + sum(now - t0 for t0 in self.since.values())
+        self.since = dict.fromkeys(self.since, now)
+        self.done_s = 0.0
+        return busy
+
+
 class StepRecorder:
     def __init__(self, cfg: Any, trainer: Any, logger: Any, checkpoint_dir: str | None):
         self.cfg, self.trainer, self.logger = cfg, trainer, logger
@@ -19,6 +43,9 @@ class StepRecorder:
         self.history: list[dict] = []
         self.t_last = time.perf_counter()
         self.window: deque[tuple[int, float]] = deque(maxlen=5)  # (generated tokens, seconds)
+        # rollout workers with a `run` call in flight (the loops bracket each call)
+        self.rollout_clock = BusyClock()
+        self.num_workers = max(1, cfg.rollout.num_workers)
         a = cfg.algo
         self.names = {
             "algo/advantage": a.advantage,
@@ -43,6 +70,7 @@ class StepRecorder:
             **metrics,
             "time/step_s": step_s,
             "throughput/tokens_per_s": tokens / max(seconds, 1e-9),
+            **self.busy_fracs(metrics, step_s),
             **rollout,
             **self.names,
         }
@@ -53,6 +81,16 @@ class StepRecorder:
         self.logger.log(rec)
         self.history.append(rec)
         return rec
+
+    def busy_fracs(self, metrics: dict, step_s: float) -> dict:
+        """Share of the step's wall time each stage worked: rollout = mean over the workers of
+        the time a `run` call was in flight; train = credit + train step (`time/train_s`)."""
+        wall = max(step_s, 1e-9)
+        rollout = self.rollout_clock.take() / (wall * self.num_workers)
+        return {
+            "perf/rollout_busy_frac": min(1.0, rollout),
+            "perf/train_busy_frac": min(1.0, metrics.get("time/train_s", 0.0) / wall),
+        }
 
     def maybe_eval(self, step: int) -> None:
         """At eval steps, hand the new weights to the eval actor (runs concurrently)."""

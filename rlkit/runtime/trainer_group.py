@@ -7,6 +7,8 @@ is the same however the step is split (docs/batch_sizes.md).
 
 from __future__ import annotations
 
+from rlkit.engines.deepspeed_engine import micro_layout
+from rlkit.engines.micro_batches import step_layout
 from rlkit.engines.train_batch import TrainSample, split_even
 from rlkit.runtime.rank_group import RankActor, start_rank_group, stop_rank_group
 
@@ -17,13 +19,15 @@ class TrainerRank(RankActor):
     def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
         import torch
 
-        torch.set_num_threads(1)
         from rlkit.engines.deepspeed_engine import DeepSpeedPolicyTrainer
 
         self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
+        torch.set_num_threads(self.trainer.plan.threads)  # rlkit.runtime.placement
 
-    def train_step(self, samples: list[TrainSample], norms: list[dict]) -> dict:
-        return self.trainer.train_step(samples, norms)
+    def train_step(
+        self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
+    ) -> dict:
+        return self.trainer.train_step(samples, norms, layout)
 
     def export_weights(self) -> bytes | None:
         from rlkit.engines.model_io import state_dict_to_bytes
@@ -75,6 +79,10 @@ class TrainerGroup:
         self.world = world
         self.max_len = cfg.rollout.max_tokens
         self.mini_batches = cfg.trainer.mini_batches
+        self.micro_tokens = cfg.trainer.micro_batch_tokens
+        self.micro, _ = micro_layout(
+            cfg.samples_per_step, world, self.mini_batches, cfg.trainer.micro_batch_size
+        )
         self.ranks, self._setup = start_rank_group(
             TrainerRank, world, rank_cpus, env, model_path, cfg
         )
@@ -94,7 +102,9 @@ class TrainerGroup:
             global_normalizers([s for rank in minis for s in rank[k]], self.max_len)
             for k in range(self.mini_batches)
         ]
-        return [r.train_step.remote(s, norms) for r, s in zip(self.ranks, shares)]
+        # micro-batches of every rank together: the same count per mini-batch on every rank
+        layout = step_layout(minis, self.micro, self.micro_tokens)
+        return [r.train_step.remote(s, norms, lay) for r, s, lay in zip(self.ranks, shares, layout)]
 
     def init_nccl_sync(self, workers: list, tp_size: int = 1) -> None:
         """GPU only: trainer rank 0 + every worker's TP ranks form one NCCL group."""

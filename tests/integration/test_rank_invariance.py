@@ -1,5 +1,7 @@
 """The loss and its gradient do not depend on how one step is split over micro-batches and
-data-parallel ranks (real DeepSpeed ZeRO-2 groups of one and two ranks, gloo)."""
+data-parallel ranks (real DeepSpeed ZeRO-2 groups of one and two ranks, gloo), micro-batches
+formed by sample count or by a padded-token budget (`trainer.micro_batch_tokens`), with one
+or two mini-batches (optimizer steps) per step."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def _step(model, samples, *, world, micro, agg):
+def _step(model, samples, *, world, micro, agg, tokens=0, minis=1):
     import ray
 
     from rlkit.config.loader import config_from_dict
@@ -19,7 +21,14 @@ def _step(model, samples, *, world, micro, agg):
         {
             "model": {"kind": "tiny"},
             "rollout": {"prompts_per_step": len(samples), "samples_per_prompt": 1, "max_tokens": 6},
-            "trainer": {"lr": 1e-3, "grad_clip": 1e9, "micro_batch_size": micro, "world_size": 1},
+            "trainer": {
+                "lr": 1e-3,
+                "grad_clip": 1e9,
+                "micro_batch_size": micro,
+                "micro_batch_tokens": tokens,
+                "mini_batches": minis,
+                "world_size": 1,
+            },
             "algo": {"agg": agg},
         }
     )
@@ -30,8 +39,7 @@ def _step(model, samples, *, world, micro, agg):
         group.shutdown()
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
-def test_same_loss_and_grad_over_splits(ray_cluster, tiny_model, agg):
+def _samples():
     import random
 
     from rlkit.engines.train_batch import TrainSample
@@ -46,9 +54,30 @@ def test_same_loss_and_grad_over_splits(ray_cluster, tiny_model, agg):
                 [5 + i % 3, 6, 7], resp, [-3.0 - 0.1 * k for k in range(n)], rng.uniform(-1, 1)
             )
         )
+    return samples
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_same_loss_and_grad_over_splits(ray_cluster, tiny_model, agg):
+    samples = _samples()
     ref = _step(tiny_model, samples, world=1, micro=8, agg=agg)
-    for world, micro in [(1, 3), (2, 4), (2, 1)]:
-        got = _step(tiny_model, samples, world=world, micro=micro, agg=agg)
-        assert got["loss"] == pytest.approx(ref["loss"], abs=1e-6), (world, micro)
-        assert got["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4), (world, micro)
+    # (world, micro, token budget): budgets of 12 and 20 padded tokens give ragged layouts
+    for world, micro, tokens in [(1, 3, 0), (2, 4, 0), (2, 1, 0), (1, 8, 20), (2, 8, 12)]:
+        got = _step(tiny_model, samples, world=world, micro=micro, agg=agg, tokens=tokens)
+        case = (world, micro, tokens)
+        assert got["loss"] == pytest.approx(ref["loss"], abs=1e-6), case
+        assert got["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4), case
+        if tokens:  # the budget really split the step into more micro-batches than the count
+            assert got["train/micro_batches"] > len(samples) / world / micro, case
+    assert ref["grad_norm"] > 0
+
+
+def test_token_budget_two_mini_batches_equal_sample_count(ray_cluster, tiny_model):
+    """Two optimizer steps per training step: ragged token-budget micro-batches (different
+    counts per mini-batch, equalised over two ranks) give the same losses and grad norm."""
+    samples = _samples()
+    ref = _step(tiny_model, samples, world=2, micro=2, agg="token-mean", minis=2)
+    got = _step(tiny_model, samples, world=2, micro=2, agg="token-mean", tokens=10, minis=2)
+    assert got["loss"] == pytest.approx(ref["loss"], abs=1e-6)
+    assert got["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4)
     assert ref["grad_norm"] > 0

@@ -208,6 +208,7 @@ ALT: dict[str, tuple] = {
     "trainer.weight_decay": ("trainer", 0.1, {}),
     "trainer.grad_clip": ("trainer", 3.0, {}),
     "trainer.micro_batch_size": ("trainer", 2, {}),
+    "trainer.micro_batch_tokens": ("trainer", 64, {}),
     "trainer.mini_batches": ("trainer", 2, {}),
     "trainer.ppo_epochs": ("trainer", 2, {}),
     "trainer.total_steps": ("spine", 7, {}),
@@ -257,6 +258,8 @@ ALT: dict[str, tuple] = {
     "ray.address": ("ray", "127.0.0.1:6379", {}),
     "ray.num_cpus": ("ray", 3.0, {}),
     "ray.object_store_mb": ("ray", 500, {}),
+    # colocated: the rollout worker starts with every core's thread (vLLM bound to them)
+    "placement": ("components", "colocated", {}),
 }
 CRITIC = {  # consumed by the critic group: probed through the critic's plan
     "critic.num_critics": 4,

@@ -1,0 +1,34 @@
+"""Placement rules: colocated gives the busy stage every core's thread, disaggregated keeps
+the reserved CPUs' threads, auto follows async.mode; the vLLM binding names real CPUs."""
+
+from __future__ import annotations
+
+import os
+
+from rlkit.config.loader import config_from_dict
+from rlkit.runtime import placement
+
+
+def _cfg(**tree):
+    return config_from_dict({"model": {"kind": "tiny"}, "ray": {"num_cpus": 8}, **tree})
+
+
+def test_auto_is_colocated_for_sync_and_disaggregated_for_async():
+    assert placement.resolve(_cfg(**{"async": {"mode": "sync"}})) == "colocated"
+    assert placement.resolve(_cfg(**{"async": {"mode": "async"}})) == "disaggregated"
+    assert placement.resolve(_cfg(placement="colocated")) == "colocated"
+
+
+def test_thread_rules():
+    co = _cfg(placement="colocated", rollout={"num_workers": 2}, trainer={"world_size": 2})
+    assert placement.rollout_threads(co) == 4 and placement.trainer_threads(co, 2) == 4
+    assert placement.trainer_threads(co, 1) == 8
+    dis = _cfg(placement="disaggregated", rollout={"worker_cpus": 3.0}, trainer={"rank_cpus": 0.5})
+    assert placement.rollout_threads(dis) == 3 and placement.trainer_threads(dis, 2) == 1
+
+
+def test_vllm_binding_lists_allowed_cpus():
+    allowed = sorted(os.sched_getaffinity(0))
+    ids = [int(x) for x in placement.vllm_cpu_binding(len(allowed)).split(",")]
+    assert ids == allowed
+    assert placement.vllm_cpu_binding(1, worker_index=1) == str(allowed[1 % len(allowed)])
