@@ -87,23 +87,11 @@ def asyppo_metrics(
 
 
 @register_advantage("asyppo")
-def asyppo_advantage(
-    *,
-    rewards: Tensor,
-    values: Tensor,
-    mask: Tensor | None = None,
-    gamma: float = 1.0,
-    lam: float = 0.95,
-    whiten: bool = True,
-    **kw: Any,
-) -> Tensor:
-    """AsyPPO's advantage: GAE on the mean critic value V̄ (the advantage stage passes V̄), the
-    same function as ``gae``; the uncertainty masks come from its credit stage."""
-    return gae_advantage(
-        rewards=rewards, values=values, mask=mask, gamma=gamma, lam=lam, whiten=whiten, **kw
-    )
+def asyppo_advantage(**kw: Any) -> Tensor:
+    """AsyPPO's advantage: GAE on the mean critic value V̄ (the advantage stage passes V̄ and
+    the critic section's γ, λ), the same function as ``gae``; the uncertainty masks come from
+    its credit stage ``asyppo_masks``."""
+    return gae_advantage(**kw)
 
 
-# The credit stages the estimator needs: γ/λ from `critic` (as `gae` gets them), then the masks.
 asyppo_advantage.credit_stages = ("asyppo_masks",)
-asyppo_advantage.needs_values = True

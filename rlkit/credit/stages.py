@@ -62,7 +62,7 @@ class KLInReward:
 class Advantages:
     """The recipe's estimator (`algo.advantage`: a registered name or a path) -> stream
     `advantages`.  Outcome estimators see R − Σ_t β·k_t when the KL is in the reward;
-    token-level ones (`needs_values`, e.g. `gae`) see token rewards R·1[last] − β·k_t and the
+    value estimators (critics on: `gae`, `asyppo`) see token rewards R·1[last] − β·k_t and the
     mean critic value; `token_level` sees the rewards' `token_scores`."""
 
     def __init__(self, cfg: Any, **_: Any):
