@@ -227,3 +227,22 @@ def test_rere_recipes_load(path, beams, catalogue):
     assert [resolve_reward(f.fn).name for f in cfg.reward.fns] == ["rule", "rank"]
     st = make_strategy(r.strategy, SamplingConfig(), 0, {**r.strategy_kw, "catalogue": catalogue})
     assert len(st.requests(group_of(0, beams, [1]))) == 1
+
+
+def test_hf_engine_beams_equal_its_beam_search(tmp_path, catalogue):
+    """On a real (tiny) model behind the HF engine: the served beams are the engine's own
+    constrained beam search, and each beam's behaviour logprobs sum to its score."""
+    from rlkit.data.tiny_model import build_tiny_model
+    from rlkit.engines import make_rollout_engine
+
+    engine = make_rollout_engine("hf", str(build_tiny_model(tmp_path / "m", seed=1)))
+    worker, st = make_worker(engine), strategy(catalogue)
+    groups = [group_of(g, 3, engine.tokenizer(f"Seen {g}:")["input_ids"]) for g in (0, 1)]
+    done = worker.run([r for g in groups for r in st.requests(g)], [], 0.0)
+    trie = beam_strategy.cached_trie(catalogue, "", engine.tokenizer)
+    refs = engine.beam_search([g.prompt.token_ids for g in groups], 3, 16, allowed_sequences=trie)
+    for fin, ref in zip(done, refs, strict=True):
+        beams = fin.completion.beams
+        assert [b.token_ids for b in beams] == [r.token_ids for r in ref]
+        for b, r in zip(beams, ref):
+            assert math.isclose(sum(b.logprobs), r.score, abs_tol=1e-4)
