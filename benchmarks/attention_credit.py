@@ -28,7 +28,7 @@ starts low); final accuracy = greedy exact boxed answer on 200 held-out problems
 checkpoint, plus the training reward of the last 5 steps. Each run writes curves.png.
 
     .venv/bin/python benchmarks/attention_credit.py --part step --lengths 512 1024
-    .venv/bin/python benchmarks/attention_credit.py --part effect --steps 20
+    .venv/bin/python benchmarks/attention_credit.py --part effect --steps 16 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -241,40 +241,52 @@ def _warm_start(work: Path, sft_steps: int) -> Path:
     return out
 
 
-def run_effect(steps: int, sft_steps: int, work: Path) -> None:
+def _effect_run(name: str, hook: str, seed: int, steps: int, sft: Path, work: Path, held_out):
+    """One rlkit.runtime.run.train run of the CPU recipe; (greedy acc, last-5 train reward)."""
     import json
 
     from rlkit.config.loader import load_recipe
     from rlkit.runtime.run import train
 
+    overrides = [
+        f"name=effect_{name}_s{seed}", f"seed={seed}", f"trainer.seed={seed}",
+        "model.kind=path", f"model.path={sft}", "sft.steps=0", "data.kind=file",
+        f"data.path={work / 'prompts.jsonl'}", "rollout.max_tokens=32",
+        f"trainer.total_steps={steps}", f"algo.token_hook={hook}",
+        f"logging.runs_dir={work / 'runs'}", "logging.console=false",
+    ]  # fmt: skip
+    cfg = load_recipe(ROOT / "recipes" / "attention_credit_cpu.yaml", overrides)
+    t0 = time.perf_counter()
+    run_dir = Path(train(cfg, log=lambda *_: None))
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    ckpt = max((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:]))
+    acc = greedy_accuracy(str(ckpt), held_out)
+    first = sum(r["reward/mean"] for r in rows[:5]) / len(rows[:5])
+    last = sum(r["reward/mean"] for r in rows[-5:]) / len(rows[-5:])
+    print(
+        f"{name:>8} seed {seed}: greedy acc {acc:.3f} | train reward first5 {first:.3f} -> "
+        f"last5 {last:.3f} | {time.perf_counter() - t0:.0f}s | {run_dir / 'curves.png'}"
+    )
+    if hook != "null":
+        keys = ("frac_amplified", "mean_gamma", "preplan_anchor_jaccard", "signal_over_forward")
+        print("   ", {k: round(rows[-1][f"attn_credit/{k}"], 3) for k in keys})
+    return acc, last
+
+
+def run_effect(steps: int, sft_steps: int, work: Path, seeds: list[int]) -> None:
     sft = _warm_start(work, sft_steps)
     held_out = chain_rows(200, seed=99)
     print(f"SFT model greedy accuracy: {greedy_accuracy(str(sft), held_out):.3f}")
-    results = {}
-    for name, hook in (("grpo", "null"), ("coupled", "attention_credit")):
-        overrides = [
-            f"name=effect_{name}", "model.kind=path", f"model.path={sft}", "sft.steps=0",
-            "data.kind=file", f"data.path={work / 'prompts.jsonl'}", "rollout.max_tokens=32",
-            f"trainer.total_steps={steps}", f"algo.token_hook={hook}",
-            f"logging.runs_dir={work / 'runs'}", "logging.console=false",
-        ]  # fmt: skip
-        cfg = load_recipe(ROOT / "recipes" / "attention_credit_cpu.yaml", overrides)
-        t0 = time.perf_counter()
-        run_dir = Path(train(cfg, log=lambda *_: None))
-        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        ckpt = max((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:]))
-        acc = greedy_accuracy(str(ckpt), held_out)
-        last = sum(r["reward/mean"] for r in rows[-5:]) / len(rows[-5:])
-        first = sum(r["reward/mean"] for r in rows[:5]) / len(rows[:5])
-        results[name] = acc
+    res: dict[str, list] = {"grpo": [], "coupled": []}
+    for seed in seeds:
+        for name, hook in (("grpo", "null"), ("coupled", "attention_credit")):
+            res[name].append(_effect_run(name, hook, seed, steps, sft, work, held_out))
+    for name, vals in res.items():
+        accs, lasts = [v[0] for v in vals], [v[1] for v in vals]
         print(
-            f"{name:>8}: greedy acc {acc:.3f} | train reward first5 {first:.3f} -> last5 "
-            f"{last:.3f} | {time.perf_counter() - t0:.0f}s | {run_dir / 'curves.png'}"
+            f"{name:>8}: mean greedy acc {sum(accs) / len(accs):.3f} {accs} | mean last5 "
+            f"train reward {sum(lasts) / len(lasts):.3f}"
         )
-        if hook != "null":
-            keys = ("frac_amplified", "mean_gamma", "preplan_anchor_jaccard", "signal_over_forward")
-            print("   ", {k: round(rows[-1][f"attn_credit/{k}"], 3) for k in keys})
-    print(f"coupled - grpo final greedy accuracy: {results['coupled'] - results['grpo']:+.3f}")
 
 
 def _exact_rss_malloc() -> None:
@@ -292,7 +304,8 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--sft-steps", type=int, default=600)
+    ap.add_argument("--sft-steps", type=int, default=500)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_attention_credit")
     args = ap.parse_args()
     if args.part in ("step", "all"):
@@ -300,7 +313,7 @@ def main() -> None:
         run_step_bench(args.lengths, args.reps)
     if args.part in ("effect", "all"):
         args.work.mkdir(parents=True, exist_ok=True)
-        run_effect(args.steps, args.sft_steps, args.work)
+        run_effect(args.steps, args.sft_steps, args.work, args.seeds)
 
 
 if __name__ == "__main__":
