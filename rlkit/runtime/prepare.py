@@ -61,6 +61,11 @@ def check_plugins(cfg: RecipeConfig) -> None:
         except (KeyError, ValueError) as exc:
             raise ConfigError(key, str(exc)) from None
     stage_names(cfg)
+    if a.token_hook:  # its knobs are checked by building it (cheap: no model involved)
+        try:
+            TOKEN_HOOKS[a.token_hook](**a.token_hook_kw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("algo.token_hook_kw", str(exc)) from None
     try:
         from rlkit.engines.rollout_protocol import SamplingConfig
         from rlkit.runtime.strategies import make_strategy

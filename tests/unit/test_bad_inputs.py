@@ -226,3 +226,30 @@ def test_catalogue_duplicate_titles_are_kept(tmp_path):
     path = tmp_path / "items.txt"
     path.write_text("1\tToy Story\t1\n2\tToy Story\t2\n")
     assert load_items(path) == ["Toy Story", "Toy Story"]
+
+
+@pytest.mark.parametrize(
+    "algo, key",
+    [
+        ({"advantage": "grpoo"}, "algo.advantage"),
+        ({"policy_loss": "nope.py:f"}, "algo.policy_loss"),
+        (
+            {"token_hook": "attention_credit", "token_hook_kw": {"strategy": "x"}},
+            "algo.token_hook_kw",
+        ),
+        ({"credit": ["no_such_stage"]}, "algo.credit"),
+    ],
+)
+def test_bad_plugin_names_and_knobs_fail_before_start(algo, key):
+    from rlkit.runtime.prepare import check_plugins
+
+    with pytest.raises(ConfigError, match=rf"^{key}: "):
+        check_plugins(config_from_dict({"model": {"kind": "tiny"}, "algo": algo}))
+
+
+def test_bad_strategy_knob_fails_before_start():
+    from rlkit.runtime.prepare import check_plugins
+
+    cfg = config_from_dict({"model": {"kind": "tiny"}, "rollout": {"strategy_kw": {"topk": 3}}})
+    with pytest.raises(ConfigError, match=r"^rollout\.strategy_kw: .*topk"):
+        check_plugins(cfg)
