@@ -116,24 +116,58 @@ def chunked_logprobs(
     """log p(target) = z_target − logsumexp(z), chunk by chunk over the sequence.
 
     Never forms the [B, L, V] log-softmax: each chunk's float copy of the logits and its
-    softmax are [B, chunk, V] temporaries, and autograd keeps only the logsumexp's [B, chunk]
-    result (its backward re-reads the logits).  `entropy`: "none"; "no_grad" (the metric,
-    detached); "grad" (a loss term differentiates it).  H = lse − Σ_v p_v z_v, p = exp(z − lse)
+    softmax are [B, chunk, V] temporaries; the backward (∂log p_t/∂z = onehot_t − softmax(z))
+    writes the logits' gradient chunk by chunk from the saved [B, L] logsumexp.  `entropy`:
+    "none"; "no_grad" (the metric, detached, from the same pass); "grad" (a loss term
+    differentiates it: a second, autograd pass).  H = lse − Σ_v p_v z_v with p = exp(z − lse)
     (the form of verl's `entropy_from_logits`, finite for any logits)."""
-    lps, ents = [], []
-    for s in range(0, logits.shape[1], chunk):
-        z = logits[:, s : s + chunk].float()
-        lse = torch.logsumexp(z, dim=-1)
-        lps.append(z.gather(-1, targets[:, s : s + chunk].unsqueeze(-1)).squeeze(-1) - lse)
-        if entropy != "none":
-            with torch.set_grad_enabled(entropy == "grad" and torch.is_grad_enabled()):
-                zz = z if entropy == "grad" else z.detach()
-                ll = lse if entropy == "grad" else lse.detach()
-                p = torch.exp(zz - ll.unsqueeze(-1))
-                ents.append(ll - (p * zz).sum(-1))
-    if not lps:  # no target position at all
+    if logits.shape[1] == 0:  # no target position at all
         return logits.new_zeros(logits.shape[:2], dtype=torch.float32), None
-    return torch.cat(lps, dim=1), (torch.cat(ents, dim=1) if ents else None)
+    logp, ent = _ChunkedLogProbs.apply(logits, targets, chunk, entropy == "no_grad")
+    if entropy == "grad":
+        ent = torch.cat([_entropy(z.float()) for z in logits.split(chunk, dim=1)], dim=1)
+    return logp, (ent if entropy != "none" else None)
+
+
+def _entropy(z: torch.Tensor) -> torch.Tensor:
+    lse = torch.logsumexp(z, dim=-1)
+    return lse - (torch.exp(z - lse.unsqueeze(-1)) * z).sum(-1)
+
+
+class _ChunkedLogProbs(torch.autograd.Function):
+    """(logits [B, L, V], targets [B, L]) -> (log p(target) [B, L], detached H or empty)."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, chunk: int, with_entropy: bool):  # type: ignore[override]
+        b, n = targets.shape
+        f32 = {"dtype": torch.float32, "device": logits.device}
+        logp, lse_all = torch.empty(b, n, **f32), torch.empty(b, n, **f32)
+        ent = torch.empty(b, n if with_entropy else 0, **f32)
+        for s in range(0, n, chunk):
+            z = logits[:, s : s + chunk].float()
+            lse = torch.logsumexp(z, dim=-1)
+            lse_all[:, s : s + chunk] = lse
+            logp[:, s : s + chunk] = z.gather(-1, targets[:, s : s + chunk, None])[..., 0] - lse
+            if with_entropy:
+                p = (z - lse.unsqueeze(-1)).exp_()
+                ent[:, s : s + chunk] = lse - (p * z).sum(-1)
+        ctx.save_for_backward(logits, targets, lse_all)
+        ctx.chunk = chunk
+        ctx.mark_non_differentiable(ent)
+        return logp, ent
+
+    @staticmethod
+    def backward(ctx, g_logp, _g_ent):  # type: ignore[override]
+        logits, targets, lse_all = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        c = ctx.chunk
+        for s in range(0, targets.shape[1], c):
+            g = g_logp[:, s : s + c].float()
+            z = logits[:, s : s + c].float()
+            gz = (z - lse_all[:, s : s + c].unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
+            gz.scatter_add_(-1, targets[:, s : s + c, None], g.unsqueeze(-1))
+            grad[:, s : s + c] = gz
+        return grad, None, None, None
 
 
 def split_even(items: list, parts: int) -> list[list]:

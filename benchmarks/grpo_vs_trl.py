@@ -1,0 +1,243 @@
+"""GRPO step time: rlkit (sync and async) vs TRL's GRPOTrainer on the same machine.
+
+Same model (SmolLM2-135M-Instruct, rlkit.data.smollm2), same prompts (rlkit's arithmetic stream
+with the chat template, answers checked by `rewards.math:accuracy`), same group size, max new
+tokens, temperature, learning rate, no KL, float32, and the same cores (TRL: one process with
+every core's thread; rlkit: `placement` auto, i.e. colocated threads in sync mode and each stage
+its reserved CPUs in async mode, see rlkit.runtime.placement).
+
+TRL is a bench-only optional dependency (`pip install trl`); without it the script measures
+rlkit's sync and async loops only and says so.  Every configuration runs in its own process;
+the first step of each is warm-up and is left out of the mean.  Prints one line per
+configuration and `speedup_vs_trl: X` (TRL s/step over rlkit sync s/step) on the last line.
+
+    python benchmarks/grpo_vs_trl.py [--steps 3] [--prompts 8] [--samples 8] [--max-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+for _k, _v in {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+TEMPLATE = "Compute {prompt} Put the final answer in \\boxed{}."
+
+
+def recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
+    """The rlkit recipe of one configuration (`mode`: sync or async)."""
+    return {
+        "name": f"bench_{mode}_a{alpha}",
+        "seed": 0,
+        "model": {"kind": "smollm2", "chat_template": True},
+        "data": {
+            "kind": "arithmetic",
+            "num_prompts": 2000,
+            "max_operand": 50,
+            "ops": "+-",
+            "prompt_template": TEMPLATE,
+        },
+        "rollout": {
+            "engine": "vllm",
+            "prompts_per_step": a.prompts,
+            "samples_per_prompt": a.samples,
+            "max_tokens": a.max_tokens,
+            "temperature": a.temperature,
+            "max_model_len": 512,
+        },
+        "trainer": {
+            "world_size": a.world,
+            "zero_stage": 2,
+            "lr": a.lr,
+            "micro_batch_size": a.micro,
+            "micro_batch_tokens": a.micro_tokens,
+            "total_steps": a.steps,
+        },
+        "algo": {"advantage": "grpo", "policy_loss": "ppo", "agg": "token-mean"},
+        "async": {"mode": mode, "alpha": alpha},
+        "reward": {"fns": [{"fn": "rewards.math:accuracy"}], "mode": "thread"},
+        "ray": {"num_cpus": a.cores},
+        "logging": {"runs_dir": f"{tmp}/runs", "tensorboard": False, "console": False},
+    }
+
+
+def one_rlkit(a: argparse.Namespace, mode: str, alpha: int) -> dict:
+    from rlkit.config.loader import config_from_dict
+    from rlkit.runtime.metrics_logger import read_metrics
+    from rlkit.runtime.run import train
+
+    with tempfile.TemporaryDirectory(prefix="rlkit_trl_bench_") as tmp:
+        rows = read_metrics(train(config_from_dict(recipe(a, tmp, mode, alpha)), log=print))
+    keep = rows[1:] or rows
+    mean = lambda k: sum(r.get(k, 0.0) for r in keep) / len(keep)  # noqa: E731
+    keys = (
+        "time/step_s",
+        "time/rollout_s",
+        "time/train_s",
+        "perf/rollout_busy_frac",
+        "perf/train_busy_frac",
+        "throughput/tokens_per_s",
+        "reward/mean",
+    )
+    return {k: mean(k) for k in keys} | {"steps": [r["time/step_s"] for r in rows]}
+
+
+def prompts_and_answers(a: argparse.Namespace, n: int) -> list[tuple[str, str]]:
+    """The first `n` prompts of rlkit's stream for the same recipe (text, answer)."""
+    from rlkit.config.loader import config_from_dict
+    from rlkit.data.smollm2 import smollm2_folder
+    from rlkit.runtime.prepare import prompt_stream
+
+    cfg = config_from_dict(recipe(a, tempfile.gettempdir(), "sync", 0))
+    stream = prompt_stream(cfg, str(smollm2_folder()))
+    return [(p.text, str(p.fields["answer"])) for p, _ in zip(stream, range(n))]
+
+
+def one_trl(a: argparse.Namespace) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rewards.math import accuracy
+    from rlkit.data.smollm2 import smollm2_folder
+
+    torch.set_num_threads(a.cores)
+    rows = prompts_and_answers(a, a.prompts * a.steps)
+    data = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": t}], "answer": ans} for t, ans in rows]
+    )
+
+    def reward(prompts, completions, answer, **_):
+        return [accuracy("", c[0]["content"], g) for c, g in zip(completions, answer)]
+
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *args, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *args, **kw):
+            times.append(time.perf_counter() - self.t0)
+
+    with tempfile.TemporaryDirectory(prefix="trl_bench_") as tmp:
+        conf = GRPOConfig(
+            output_dir=tmp,
+            per_device_train_batch_size=a.prompts * a.samples,
+            gradient_accumulation_steps=1,
+            num_generations=a.samples,
+            max_completion_length=a.max_tokens,
+            temperature=a.temperature,
+            top_p=1.0,
+            learning_rate=a.lr,
+            beta=0.0,
+            max_steps=a.steps,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            bf16=False,
+            seed=0,
+            lr_scheduler_type="constant",
+            max_grad_norm=1.0,
+            model_init_kwargs={"dtype": torch.float32},
+        )
+        trainer = GRPOTrainer(
+            model=str(smollm2_folder()),
+            reward_funcs=reward,
+            args=conf,
+            train_dataset=data,
+            callbacks=[Clock()],
+        )
+        trainer.train()
+    keep = times[1:] or times
+    return {"time/step_s": sum(keep) / len(keep), "steps": times}
+
+
+def spawn(a: argparse.Namespace, which: str) -> dict | None:
+    """Run one configuration in a fresh process; its result, or None if it failed."""
+    argv = [sys.executable, __file__, "--one", which] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items() if k != "one" and v is not None
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    print(f"[{which}] failed (rc {out.returncode}):\n{(out.stdout + out.stderr)[-3000:]}")
+    return None
+
+
+def have_trl() -> bool:
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--one", default=None)
+    for name, default in (
+        ("steps", 3),
+        ("prompts", 8),
+        ("samples", 8),
+        ("max-tokens", 64),
+        ("world", 1),
+        ("micro", 16),
+        ("micro-tokens", 0),
+        ("cores", 2),
+    ):
+        p.add_argument(f"--{name}", type=int, default=default)
+    p.add_argument("--lr", type=float, default=1e-6)
+    p.add_argument("--temperature", type=float, default=1.0)
+    a = p.parse_args()
+    if a.one:
+        res = one_trl(a) if a.one == "trl" else one_rlkit(a, *_mode(a.one))
+        print("RESULT " + json.dumps(res))
+        return
+    print(f"load average at start: {os.getloadavg()}")
+    res = {}
+    if have_trl():
+        res["trl"] = spawn(a, "trl")
+    else:
+        print("trl not installed (bench-only: `pip install trl`): measuring rlkit only")
+    for which in ("sync", "async1"):
+        res[which] = spawn(a, which)
+    for which, r in res.items():
+        if r is not None:
+            extra = {k: round(v, 3) for k, v in r.items() if k not in ("steps", "time/step_s")}
+            steps = [round(s, 2) for s in r["steps"]]
+            print(f"{which}: {r['time/step_s']:.2f} s/step (steps {steps}) {extra}")
+    print(f"load average at end: {os.getloadavg()}")
+    base = res.get("trl")
+    for which in ("async1", "sync"):
+        if base and res.get(which):
+            print(f"speedup_{which}_vs_trl: {base['time/step_s'] / res[which]['time/step_s']:.2f}")
+    if base and res.get("sync"):
+        print(f"speedup_vs_trl: {base['time/step_s'] / res['sync']['time/step_s']:.2f}")
+    else:
+        print("speedup_vs_trl: n/a")
+
+
+def _mode(which: str) -> tuple[str, int]:
+    return ("sync", 0) if which == "sync" else ("async", int(which.removeprefix("async")))
+
+
+if __name__ == "__main__":
+    main()
