@@ -178,7 +178,9 @@ def spawn(a: argparse.Namespace, which: str) -> dict | None:
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    print(f"[{which}] failed (rc {out.returncode}):\n{(out.stdout + out.stderr)[-3000:]}")
+    text = out.stdout + out.stderr
+    causes = [ln for ln in text.splitlines() if "Error" in ln or "Killed" in ln][-8:]
+    print(f"[{which}] failed (rc {out.returncode}):\n" + "\n".join(causes) + text[-1500:])
     return None
 
 
