@@ -158,7 +158,9 @@ def critic_model_path(cfg, actor_path: str) -> str:
     from rlkit.data.tiny_model import build_tiny_model
 
     t = c.tiny
-    out = Path(cfg.logging.runs_dir) / cfg.name / "critic_model"
+    from rlkit.runtime.prepare import run_dir_of
+
+    out = run_dir_of(cfg) / "critic_model"
     return str(
         build_tiny_model(
             out,

@@ -83,8 +83,7 @@ class RolloutWorker:
         if beam_jobs:  # ReRe groups (rlkit.runtime.beam_strategy): batched, once nothing is live
             from rlkit.runtime.beam_strategy import serve_beam_jobs
 
-            while self.engine.num_unfinished():
-                finished += self.engine.step()
+            finished += self._drain()
             finished += serve_beam_jobs(self.engine, beam_jobs)
         return finished
 
@@ -125,7 +124,7 @@ class RolloutWorker:
         return [[f.completion for f in done[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
     def beam_search(self, prompts, num_beams: int, max_tokens: int, *args, **kw):
-        self._drain()
+        self._held += self._drain()
         return self.engine.beam_search(prompts, num_beams, max_tokens, *args, **kw)
 
     def score(self, sequences: list[list[int]], start: list[int]) -> list[list[float]]:
@@ -150,7 +149,9 @@ class RolloutWorker:
                     self._held.append(f)
         return [mine[i] for i in ids]
 
-    def _drain(self) -> None:
-        """Let every in-flight request finish (outputs held for the next `run`)."""
+    def _drain(self) -> list[FinishedRequest]:
+        """Let every in-flight request finish; returns their outputs."""
+        outputs: list[FinishedRequest] = []
         while self.engine.num_unfinished():
-            self._held += self.engine.step()
+            outputs += self.engine.step()
+        return outputs
