@@ -55,6 +55,23 @@ def _prompt_logprobs(plp, tokens: list[int], first: int) -> list[float]:
     return [plp[i][tokens[i]].logprob for i in range(max(1, first), len(tokens))]
 
 
+def _cpu_scheduler_kwargs() -> dict:
+    """No chunked prefill on vLLM's CPU backend, where it crashes seeded sampling.
+
+    When a prefill is split over engine steps, vLLM still samples a (discarded) token for the
+    unfinished chunk and then rewinds that request's generator with `gen.set_offset(...)`
+    (`gpu_model_runner._bookkeeping_sync`, vLLM 0.32); a CPU `torch.Generator` (mt19937) has no
+    offset: `RuntimeError: CPU Generator does not use offset`.  rlkit seeds every sample, and
+    the request loop adds prompts while others decode, so the token budget splits prefills.
+    Unchunked, a prompt that does not fit waits for the next step (vLLM raises the budget to
+    at least max_model_len), each generator is drawn only for tokens that are kept, and seeded
+    sampling stays deterministic.  GPU generators do have offsets: chunking stays on there.
+    """
+    from vllm.platforms import current_platform
+
+    return {"enable_chunked_prefill": False} if current_platform.is_cpu() else {}
+
+
 class VLLMEngine:
     """A vLLM `LLM` with the rlkit weight-loader extension and a policy version."""
 
@@ -85,6 +102,7 @@ class VLLMEngine:
             # KV block size (None: vLLM's default, 128 on CPU). Smaller blocks let prefix caching
             # share more of a beam's prefix across the one-token requests of beam search.
             **({"block_size": block_size} if block_size else {}),
+            **_cpu_scheduler_kwargs(),
         )
         self._engine = self.llm.llm_engine
         self._version = 0
