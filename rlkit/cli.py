@@ -13,6 +13,11 @@ def _train(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="rlkit train", description="Run a YAML recipe.")
     parser.add_argument("recipe", help="path to a YAML recipe, e.g. recipes/quickstart.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides: trainer.lr=1e-5")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (e.g. runs/quickstart) from its newest checkpoint",
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load_recipe(args.recipe, args.overrides)
@@ -20,18 +25,18 @@ def _train(argv: list[str]) -> int:
         print(f"rlkit: config error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from rlkit.runtime.run import train
+    from rlkit.runtime.run import RankGroupLost, train
     from rlkit.runtime.worker_restarts import RolloutWorkerLost
 
     try:
-        train(cfg)
+        train(cfg, resume=args.resume)
     except ConfigError as exc:
         print(f"rlkit: config error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError) as exc:  # bad model or data files, named
         print(f"rlkit: {exc}", file=sys.stderr)
         return 2
-    except RolloutWorkerLost as exc:
+    except (RolloutWorkerLost, RankGroupLost) as exc:
         print(f"rlkit: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -108,6 +108,10 @@ class TrainerConfig:
     # Padded-token budget of a micro-batch (rows x longest row; dynamic batch size): 0 = off,
     # micro-batches of `micro_batch_size` samples.  Loss and gradient do not change.
     micro_batch_tokens: int = 0
+    # Padding-free packing: a micro-batch's sequences run as ONE row (position ids restart per
+    # sequence, attention block-diagonal; rlkit.engines.packing); the token budget then counts
+    # real tokens.  Loss and gradient do not change.  Not with `algo.token_hook`.
+    packing: bool = False
     mini_batches: int = 1  # optimizer steps per pass over a training step's samples
     ppo_epochs: int = 1  # passes over them; > 1 update: π_old is recomputed first
     total_steps: int = 20
@@ -259,6 +263,9 @@ class RecipeConfig:
     # thread; `disaggregated` = each actor keeps the threads of the CPUs it reserves;
     # `auto` = colocated for `async.mode: sync` (stages never overlap), else disaggregated.
     placement: Literal["auto", "colocated", "disaggregated"] = "auto"
+    # `auto`: continue from this run's newest resumable checkpoint when there is one (cluster
+    # jobs that get re-queued); "" = start fresh unless `rlkit train --resume RUN_DIR`.
+    resume: Literal["", "auto"] = ""
 
     @property
     def samples_per_step(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -124,7 +126,33 @@ def state_dict_to_bytes(state: dict) -> bytes:
 
 def save_hf_folder(state: dict, model_dir_src: str | Path, out_dir: str | Path) -> Path:
     """Write an HF folder (config + tokenizer from the source folder, weights from `state`)
-    atomically: everything goes into the hidden sibling `.NAME.tmp`, is fsynced, and only then
+    atomically (see `atomic_folder`)."""
+    with atomic_folder(out_dir) as tmp:
+        write_hf_files(state, model_dir_src, tmp)
+    return Path(out_dir)
+
+
+def write_hf_files(state: dict, model_dir_src: str | Path, folder: str | Path) -> None:
+    """Config, tokenizer and generation files of `model_dir_src` plus `state` as
+    `model.safetensors` into the existing `folder` (transformers and vLLM load it)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    for f in Path(model_dir_src).iterdir():
+        if (
+            f.is_file()
+            and not f.name.endswith((".safetensors", ".bin"))
+            and f.name != "model.safetensors.index.json"
+        ):
+            shutil.copy2(f, folder / f.name)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+@contextmanager
+def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
+    """Yield the hidden sibling `.NAME.tmp` to fill; on success it is fsynced and only then
     renamed to NAME (an existing NAME is first moved to `.NAME.old`, removed afterwards).  An
     exception midway removes the temporary folder; a killed process leaves at most a hidden
     `.NAME.tmp` / `.NAME.old`, cleaned up (or restored) by the next save of NAME.  So NAME is
@@ -132,22 +160,14 @@ def save_hf_folder(state: dict, model_dir_src: str | Path, out_dir: str | Path) 
     is whole."""
     import shutil
 
-    from safetensors.torch import save_file
-
-    src, out = Path(model_dir_src), Path(out_dir)
+    out = Path(out_dir)
     tmp, old = partial_paths(out)
     recover(out)
     tmp.mkdir(parents=True)
     try:
-        for f in src.iterdir():
-            if (
-                f.is_file()
-                and not f.name.endswith((".safetensors", ".bin"))
-                and f.name != "model.safetensors.index.json"
-            ):
-                shutil.copy2(f, tmp / f.name)
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        _fsync_folder(tmp)
+        yield tmp
+        for sub in [tmp, *(d for d in tmp.rglob("*") if d.is_dir())]:
+            _fsync_folder(sub)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -156,7 +176,6 @@ def save_hf_folder(state: dict, model_dir_src: str | Path, out_dir: str | Path) 
     tmp.rename(out)
     _fsync_folder(out.parent, files=False)
     shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def partial_paths(out: Path) -> tuple[Path, Path]:

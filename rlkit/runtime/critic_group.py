@@ -37,6 +37,16 @@ class CriticRank(RankActor):
     def train_step(self, samples, returns, old_values, subsets, norms) -> dict:
         return self.critics.train_step(samples, returns, old_values, subsets, norms)
 
+    def save_state(self, folder: str) -> None:
+        from rlkit.engines.train_state import save_engines
+
+        save_engines(self.critics.engines, f"{folder}/critic_state")
+
+    def load_state(self, folder: str) -> None:
+        from rlkit.engines.train_state import load_engines
+
+        load_engines(self.critics.engines, f"{folder}/critic_state")
+
     def shutdown(self) -> None:
         self.critics.shutdown()
 
@@ -135,6 +145,17 @@ class CriticGroup:
             rank.train_step.remote(samples, returns, old_values, per_rank[r], norms)
             for r, rank in enumerate(self.ranks)
         ]
+
+    def save_state(self, folder: str) -> None:
+        """Every critic's model, optimizer and RNG under the checkpoint's `critic_state/`."""
+        import ray
+
+        ray.get([r.save_state.remote(folder) for r in self.ranks])
+
+    def load_state(self, folder: str) -> None:
+        import ray
+
+        ray.get([r.load_state.remote(folder) for r in self.ranks])
 
     def shutdown(self) -> None:
         stop_rank_group(self.ranks)

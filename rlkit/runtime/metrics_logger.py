@@ -27,7 +27,10 @@ class MetricsLogger:
         console: bool = True,
         total_steps: int | None = None,
         stream: TextIO = sys.stdout,
+        purge_step: int | None = None,
     ):
+        """`purge_step`: a resumed run's first step; TensorBoard drops events logged at or
+        after it by the interrupted run, so every step appears once."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._file = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
@@ -36,7 +39,7 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
             except ImportError:  # tensorboard not installed: the jsonl still has everything
                 self._tb = None
         self._console = console

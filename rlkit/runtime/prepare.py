@@ -107,12 +107,14 @@ def run_dir_of(cfg: RecipeConfig) -> Path:
     return Path(cfg.logging.runs_dir) / cfg.name
 
 
-def make_run_dir(cfg: RecipeConfig) -> Path:
-    """`runs/<name>/` with the resolved config; metrics of an earlier run of that name go."""
-    run_dir = run_dir_of(cfg)
+def make_run_dir(cfg: RecipeConfig, run_dir: Path | None = None, resumed: bool = False) -> Path:
+    """`runs/<name>/` (or `run_dir`) with the resolved config; metrics of an earlier run of
+    that name go, unless this run resumes it (rlkit.runtime.resume trims them instead)."""
+    run_dir = run_dir or run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.jsonl",):
-        (run_dir / stale).unlink(missing_ok=True)
+    if not resumed:
+        for stale in ("metrics.jsonl", "eval.jsonl"):
+            (run_dir / stale).unlink(missing_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return run_dir
 

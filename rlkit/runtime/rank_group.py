@@ -95,11 +95,21 @@ def start_rank_group(cls: type, world: int, rank_cpus: float, env: dict, *args) 
 
 
 def stop_rank_group(ranks: list) -> None:
-    """Barrier + destroy the process group on every rank (a rank aborted otherwise), then kill."""
+    """Barrier + destroy the process group on every rank (a rank aborted otherwise), then kill.
+    A group that lost a rank cannot pass a barrier: its survivors are only killed."""
     import ray
 
+    from rlkit.runtime.worker_restarts import is_actor_death
+
+    pings = [r.__ray_ready__.remote() for r in ranks]
+    answered, stuck = ray.wait(pings, num_returns=len(pings), timeout=5)
     try:
-        ray.get([r.shutdown.remote() for r in ranks], timeout=60)
+        if not stuck:  # a survivor of a lost rank may hang in a collective: no answer
+            ray.get(answered)  # raises for a dead rank
+            ray.get([r.shutdown.remote() for r in ranks], timeout=60)
+    except Exception as exc:
+        if not is_actor_death(exc):
+            raise
     finally:
         for r in ranks:
             ray.kill(r)

@@ -120,19 +120,25 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
     )
 
 
-def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Path:
+def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resume=None) -> Path:
     """Run a recipe end to end; returns the run directory.
 
     `workers` lets a caller (tests, sweeps) reuse running rollout workers: their weights are
-    reset to the run's initial model and version 0 instead of starting new engines (~40 s)."""
+    reset to the run's initial model and version 0 instead of starting new engines (~40 s).
+    `resume` (a run folder) continues from its newest checkpoint (rlkit.runtime.resume)."""
     from transformers import AutoTokenizer
 
     from rlkit.runtime import prepare
+    from rlkit.runtime.resume import resume_from, resume_point, trim_records
     from rlkit.runtime.spine import Spine
 
     prepare.check_inputs(cfg)
     cfg = prepare.absolute_plugin_paths(cfg)
-    run_dir = prepare.make_run_dir(cfg)
+    checkpoint = resume_point(cfg, resume)
+    step0 = int(checkpoint.name.split("_")[1]) if checkpoint else 0
+    run_dir = prepare.make_run_dir(cfg, Path(resume) if resume else None, checkpoint is not None)
+    if checkpoint is not None:
+        trim_records(run_dir, step0)
     model_path = prepare.prepare_model(cfg, run_dir, log=log)
     eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id
     start_ray(cfg)
@@ -141,7 +147,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
         f"and a {cfg.trainer.world_size}-rank DeepSpeed ZeRO-{cfg.trainer.zero_stage} group"
     )
     parts = start_components(cfg, model_path, workers, reward_pool)
-    logger = make_logger(cfg, run_dir)
+    logger = make_logger(cfg, run_dir, purge_step=step0 + 1 if checkpoint else None)
     spine = Spine(
         cfg,
         parts.workers,
@@ -158,8 +164,10 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     spine.recorder.evaluator = parts.evaluator
     try:
         parts.wait_ready(cfg)
+        if checkpoint is not None:
+            resume_from(spine, checkpoint, log=log)
         spine.recorder.t_last = time.perf_counter()
-        loop_for(cfg)(spine)
+        run_loop(cfg, spine, run_dir)
         spine.recorder.collect_evals(wait=True)
         final = spine.recorder.save(spine.step)
         log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
@@ -173,6 +181,44 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print) -> Pa
     return run_dir
 
 
+class RankGroupLost(RuntimeError):
+    """A trainer, critic or reference process died: DeepSpeed groups cannot go on without a
+    rank, so the run stops with the command that resumes it from its last checkpoint."""
+
+
+def run_loop(cfg: RecipeConfig, spine, run_dir: Path) -> None:
+    """The recipe's loop; a dead trainer/critic/reference process becomes RankGroupLost."""
+    from rlkit.runtime.checkpoints import latest_resumable
+    from rlkit.runtime.worker_restarts import is_actor_death
+
+    try:
+        loop_for(cfg)(spine)
+    except Exception as exc:
+        if not is_actor_death(exc):
+            raise
+        what = dead_actor_name(exc)
+        ckpt = latest_resumable(run_dir / "checkpoints")
+        where = (
+            f"resume from {ckpt.name} with: rlkit train {run_dir}/config.yaml --resume {run_dir}"
+            if ckpt
+            else "no resumable checkpoint yet (set trainer.save_every)"
+        )
+        raise RankGroupLost(f"{what} died at step {spine.step + 1}; {where}") from exc
+
+
+def dead_actor_name(exc: BaseException) -> str:
+    """'trainer rank', 'critic rank', 'reference model' or the actor class Ray names."""
+    text = str(exc)
+    for cls, name in (
+        ("TrainerRank", "a trainer rank"),
+        ("CriticRank", "a critic rank"),
+        ("ReferenceModel", "the reference model"),
+    ):
+        if cls in text:
+            return name
+    return "a process of the run"
+
+
 def start_ray(cfg: RecipeConfig) -> None:
     """Join `ray.address`, or start the embedded loopback cluster of the `ray` section."""
     from rlkit.runtime import cluster
@@ -180,12 +226,16 @@ def start_ray(cfg: RecipeConfig) -> None:
     cluster.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_mb)
 
 
-def make_logger(cfg: RecipeConfig, run_dir: Path):
+def make_logger(cfg: RecipeConfig, run_dir: Path, purge_step: int | None = None):
     from rlkit.runtime.metrics_logger import MetricsLogger
 
     lg = cfg.logging
     return MetricsLogger(
-        run_dir, tensorboard=lg.tensorboard, console=lg.console, total_steps=cfg.trainer.total_steps
+        run_dir,
+        tensorboard=lg.tensorboard,
+        console=lg.console,
+        total_steps=cfg.trainer.total_steps,
+        purge_step=purge_step,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from rlkit.config import RecipeConfig
 from rlkit.runtime.groups import Group, Prompt
+from rlkit.runtime.resume import run_state
 from rlkit.runtime.rollout_scheduler import RolloutScheduler
 from rlkit.runtime.step_recorder import StepRecorder
 from rlkit.runtime.trainer_dispatch import TrainerDispatch
@@ -68,6 +69,8 @@ class Spine:
             workers, self.publisher, lambda: start_worker(cfg, model_path), r.max_worker_restarts
         )
         self.recorder = StepRecorder(cfg, trainer, logger, checkpoint_dir)
+        self.recorder.critic = critic
+        self.recorder.run_state = lambda: run_state(self)
         self.step = 0
         self._accounting_warned = False
 

@@ -37,6 +37,8 @@ class StepRecorder:
         self.checkpoint_dir = checkpoint_dir
         self.keep_last = cfg.trainer.keep_last
         self.saved: dict[int, str] = {}  # step -> checkpoint folder written this run
+        self.critic: Any = None  # saved with the trainer when the run has critics
+        self.run_state: Any = None  # () -> the controller's state (rlkit.runtime.resume)
         self.save_every = cfg.trainer.save_every
         self.evaluator: dict | None = None  # {"actor", "every", "suite", "data", ...}
         self.pending_evals: list = []
@@ -123,9 +125,12 @@ class StepRecorder:
     def save(self, step: int) -> str:
         """Checkpoint `step` once (the final save of a run that just saved that step reuses
         it), then keep the newest `trainer.keep_last` checkpoints (0 = all)."""
-        from rlkit.runtime.checkpoints import prune
+        from rlkit.runtime.checkpoints import prune, write_checkpoint
 
         if step not in self.saved:
-            self.saved[step] = self.trainer.save(f"{self.checkpoint_dir}/step_{step}")
+            out = write_checkpoint(
+                self.checkpoint_dir, step, self.trainer, self.critic, self.run_state
+            )
+            self.saved[step] = str(out)
             prune(self.checkpoint_dir, self.keep_last)
         return self.saved[step]

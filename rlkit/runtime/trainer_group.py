@@ -35,13 +35,22 @@ class TrainerRank(RankActor):
         state = self.trainer.export_state()
         return None if state is None else state_dict_to_bytes(state)
 
-    def save(self, out_dir: str) -> str | None:
-        from rlkit.engines.model_io import save_hf_folder
+    def save_checkpoint(self, folder: str) -> None:
+        """Into the (temporary) checkpoint `folder`: the HF model files (rank 0) and every
+        rank's DeepSpeed state under `folder/trainer_state/`."""
+        from rlkit.engines.model_io import write_hf_files
+        from rlkit.engines.train_state import save_engines
 
         state = self.trainer.export_state()
-        if state is None:
-            return None
-        return str(save_hf_folder(state, self.trainer.model_path, out_dir))
+        if state is not None:
+            write_hf_files(state, self.trainer.model_path, folder)
+        save_engines([self.trainer.engine], f"{folder}/trainer_state")
+
+    def load_state(self, folder: str) -> None:
+        """Model, optimizer, LR scheduler and RNG from a checkpoint's `trainer_state/`."""
+        from rlkit.engines.train_state import load_engines
+
+        load_engines([self.trainer.engine], f"{folder}/trainer_state")
 
     def init_nccl_sync(self, host: str, port: int, world_size: int) -> list | None:
         """GPU only: rank 0 joins the weight-update NCCL group; returns the tensor specs."""
@@ -80,6 +89,7 @@ class TrainerGroup:
         self.max_len = cfg.rollout.max_tokens
         self.mini_batches = cfg.trainer.mini_batches
         self.micro_tokens = cfg.trainer.micro_batch_tokens
+        self.packing = cfg.trainer.packing
         self.micro, _ = micro_layout(
             cfg.samples_per_step, world, self.mini_batches, cfg.trainer.micro_batch_size
         )
@@ -103,7 +113,7 @@ class TrainerGroup:
             for k in range(self.mini_batches)
         ]
         # micro-batches of every rank together: the same count per mini-batch on every rank
-        layout = step_layout(minis, self.micro, self.micro_tokens)
+        layout = step_layout(minis, self.micro, self.micro_tokens, self.packing)
         return [r.train_step.remote(s, norms, lay) for r, s, lay in zip(self.ranks, shares, layout)]
 
     def init_nccl_sync(self, workers: list, tp_size: int = 1) -> None:
@@ -128,10 +138,16 @@ class TrainerGroup:
         refs = [r.export_weights.remote() for r in self.ranks]
         return refs[0]
 
-    def save(self, out_dir: str) -> str:
+    def save_checkpoint(self, folder: str) -> None:
+        """Every rank writes its part of the checkpoint into `folder` (see TrainerRank)."""
         import ray
 
-        return ray.get([r.save.remote(out_dir) for r in self.ranks])[0]
+        ray.get([r.save_checkpoint.remote(folder) for r in self.ranks])
+
+    def load_state(self, folder: str) -> None:
+        import ray
+
+        ray.get([r.load_state.remote(folder) for r in self.ranks])
 
     def shutdown(self) -> None:
         stop_rank_group(self.ranks)

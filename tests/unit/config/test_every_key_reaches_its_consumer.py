@@ -209,6 +209,7 @@ ALT: dict[str, tuple] = {
     "trainer.grad_clip": ("trainer", 3.0, {}),
     "trainer.micro_batch_size": ("trainer", 2, {}),
     "trainer.micro_batch_tokens": ("trainer", 64, {}),
+    "trainer.packing": ("trainer", True, {}),
     "trainer.mini_batches": ("trainer", 2, {}),
     "trainer.ppo_epochs": ("trainer", 2, {}),
     "trainer.total_steps": ("spine", 7, {}),
@@ -260,6 +261,8 @@ ALT: dict[str, tuple] = {
     "ray.object_store_mb": ("ray", 500, {}),
     # colocated: the rollout worker starts with every core's thread (vLLM bound to them)
     "placement": ("components", "colocated", {}),
+    # auto: the run continues from its own newest resumable checkpoint
+    "resume": ("resumed", "auto", {}),
 }
 CRITIC = {  # consumed by the critic group: probed through the critic's plan
     "critic.num_critics": 4,
@@ -285,6 +288,18 @@ def critic(cfg, monkeypatch, model_path):
 
     plan = dataclasses.asdict(critic_plan(cfg, cfg.critic.world_size))
     return (plan, components(cfg, monkeypatch, model_path), spine(cfg))
+
+
+def resumed(cfg):
+    """The checkpoint `train` would resume from, with one resumable checkpoint on disk."""
+    from rlkit.runtime.prepare import run_dir_of
+    from rlkit.runtime.resume import resume_point
+
+    ck = run_dir_of(cfg) / "checkpoints" / "step_3"
+    ck.mkdir(parents=True, exist_ok=True)
+    (ck / "run_state.json").write_text("{}")
+    found = resume_point(cfg, None)
+    return found and found.name
 
 
 def ray_init(cfg, monkeypatch):
@@ -353,6 +368,7 @@ def test_changing_a_key_changes_what_its_consumer_builds(key, tmp_path, monkeypa
             "run_loop": lambda: run.loop_for(cfg).__name__,
             "ray": lambda: ray_init(cfg, monkeypatch),
             "critic": lambda: critic(cfg, monkeypatch, tiny_tok),
+            "resumed": lambda: resumed(cfg),
         }[probe]
         return repr(fn())
 

@@ -3,13 +3,20 @@ checkpoint intact and loadable and no half-written folder; `trainer.keep_last` p
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rlkit.engines.model_io import load_folder_state, recover, save_hf_folder
-from rlkit.runtime.checkpoints import prune, step_folders
+from rlkit.runtime.checkpoints import (
+    latest_resumable,
+    prune,
+    read_run_state,
+    step_folders,
+    write_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +93,32 @@ def test_the_recorder_saves_each_step_once_and_keeps_the_last_n(tmp_path):
 
     saves = []
 
-    def save(path):
-        saves.append(path)
-        (tmp_path / path.split("/")[-1]).mkdir()
-        return path
+    def save_checkpoint(folder):
+        saves.append(folder)
+        (Path(folder) / "model.safetensors").write_text("w")
 
     cfg = config_from_dict({"model": {"kind": "tiny"}, "trainer": {"keep_last": 2}})
-    rec = StepRecorder(cfg, SimpleNamespace(save=save), None, str(tmp_path))
+    rec = StepRecorder(cfg, SimpleNamespace(save_checkpoint=save_checkpoint), None, str(tmp_path))
+    rec.run_state = lambda: {"step": len(saves)}
     for step in (1, 2, 3, 3):  # the final save repeats the last step
         rec.save(step)
     assert len(saves) == 3
     assert [p.name for p in step_folders(tmp_path)] == ["step_2", "step_3"]
+    assert latest_resumable(tmp_path).name == "step_3"
+    assert read_run_state(tmp_path / "step_3") == {"step": 3}
+
+
+def test_a_crash_while_saving_the_trainer_state_leaves_the_last_checkpoint(tmp_path):
+    """The trainer's DeepSpeed state, the critics and run_state.json go into one hidden
+    folder renamed at the end: a failure in any part leaves no partial step folder."""
+
+    def broken(folder):
+        (Path(folder) / "trainer_state").mkdir()
+        raise OSError("rank died mid-save")
+
+    good = SimpleNamespace(save_checkpoint=lambda f: (Path(f) / "model.safetensors").touch())
+    write_checkpoint(tmp_path, 2, good, run_state=lambda: {"step": 2})
+    with pytest.raises(OSError, match="mid-save"):
+        write_checkpoint(tmp_path, 4, SimpleNamespace(save_checkpoint=broken))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]
+    assert latest_resumable(tmp_path).name == "step_2"

@@ -1,0 +1,119 @@
+"""Exact resume: `rlkit train RECIPE --resume runs/NAME` (or `resume: auto` in the recipe).
+
+What a checkpoint restores (rlkit.runtime.checkpoints writes it):
+    trainer    model, optimizer, LR scheduler, RNG (DeepSpeed state of every rank)
+    critics    the same, for each value model
+    controller step = policy version, the prompt stream's position, staleness and accounting
+               counters, worker restarts (`run_state`, below)
+    metrics    `metrics.jsonl` / `eval.jsonl` keep the records up to the checkpoint's step and
+               go on appending; TensorBoard purges the later steps (`purge_step`)
+The rollout workers start from the initial model and receive the restored trainer's weights as
+version `step` through the normal weight publication, as after any step of an unbroken run.
+The reference model stays the run's initial model.
+
+Groups in flight at the checkpoint (possible only with alpha > 0) are not saved: their prompts
+are issued again first after the resume, as new groups (counted as aborted in the accounting),
+so at alpha = 0 a resumed run repeats the uninterrupted run's remaining steps exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rlkit.config import ConfigError, RecipeConfig
+
+
+def resume_point(cfg: RecipeConfig, resume: str | None) -> Path | None:
+    """The checkpoint to resume from: the newest resumable one of `resume` (a run folder), or
+    of this recipe's own run folder when the recipe says `resume: auto` (none there: a fresh
+    start).  An explicit folder without one is an error naming it."""
+    from rlkit.runtime.checkpoints import latest_resumable
+    from rlkit.runtime.prepare import run_dir_of
+
+    if resume:
+        found = latest_resumable(Path(resume) / "checkpoints")
+        if found is None:
+            raise ConfigError(
+                "--resume",
+                f"no resumable checkpoint under {resume}/checkpoints (a folder step_<n>/ with "
+                "run_state.json; trainer.save_every writes them)",
+            )
+        return found
+    if cfg.resume == "auto":
+        return latest_resumable(run_dir_of(cfg) / "checkpoints")
+    return None
+
+
+def run_state(spine: Any) -> dict:
+    """The controller's state after step `spine.step` (JSON)."""
+    ro = spine.rollout
+    in_flight = [g.prompt.index for g in [*ro.running.values(), *ro.buffer._groups]]
+    st = ro.staleness
+    return {
+        "step": spine.step,
+        "next_prompt": ro.next_group_id,
+        "in_flight_prompts": sorted(in_flight),
+        "consumed": st.consumed,
+        "dropped": st.dropped_stale,
+        "aborted": st.aborted_stale + len(in_flight),  # regenerated after a resume
+        "filtered": st.filtered,
+        "failed": ro.failed_groups,
+        "reissued": ro.reissued_groups,
+        "worker_restarts": spine.restarts.count,
+    }
+
+
+def restore(spine: Any, state: dict) -> None:
+    """Put the controller where `run_state` left it (before the weights are published)."""
+    ro, st = spine.rollout, spine.rollout.staleness
+    spine.step = ro.worker_version = state["step"]
+    ro.next_group_id = state["next_prompt"]
+    st.consumed, st.dropped_stale = state["consumed"], state["dropped"]
+    st.aborted_stale, st.filtered = state["aborted"], state["filtered"]
+    ro.failed_groups, ro.reissued_groups = state["failed"], state["reissued"]
+    spine.restarts.count = state["worker_restarts"]
+    ro.prompts = resumed_prompts(ro.prompts, state["next_prompt"], state["in_flight_prompts"])
+
+
+def resumed_prompts(stream: Iterator, next_prompt: int, in_flight: list[int]) -> Iterator:
+    """The prompt stream after a resume: the in-flight prompts again, then from `next_prompt`
+    on (the stream is seeded, so the first `next_prompt` prompts are the same as before)."""
+    wanted = set(in_flight)
+    again = [p for p in itertools.islice(stream, next_prompt) if p.index in wanted]
+    return itertools.chain(again, stream)
+
+
+def trim_records(run_dir: Path, step: int) -> None:
+    """Drop records of steps after `step` from metrics.jsonl / eval.jsonl (a crashed run may
+    have logged steps past its last checkpoint): the resumed run logs them again, once."""
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+
+
+def resume_from(spine: Any, checkpoint: Path, log=print) -> None:
+    """Load the trainer's and critics' state, restore the controller and send the workers
+    the restored weights as version `step` (after the components are ready)."""
+    from rlkit.runtime.checkpoints import read_run_state
+
+    state = read_run_state(checkpoint)
+    spine.trainer.load_state(str(checkpoint))
+    if spine.recorder.critic is not None:
+        spine.recorder.critic.load_state(str(checkpoint))
+    restore(spine, state)
+    spine.publisher.publish(spine.step)
+    spine.recorder.saved[spine.step] = str(checkpoint)
+    log(f"[rlkit] resumed from {checkpoint} at step {spine.step}")

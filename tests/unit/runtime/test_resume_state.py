@@ -1,0 +1,93 @@
+"""The controller's part of a resume (rlkit.runtime.resume): the prompt stream's position, the
+in-flight prompts issued again, counters restored so the accounting still adds up, and the
+metrics files trimmed to the checkpoint's step."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from rlkit.config import ConfigError
+from rlkit.config.loader import config_from_dict
+from rlkit.runtime.groups import Prompt
+from rlkit.runtime.resume import resume_point, resumed_prompts, trim_records
+
+
+def stream(n: int = 100):
+    return (Prompt(i, f"p{i}", [i], {}) for i in range(n))
+
+
+def test_the_stream_resumes_with_the_in_flight_prompts_then_where_it_stopped():
+    got = resumed_prompts(stream(), 10, [7, 9, 8])
+    assert [next(got).index for _ in range(5)] == [7, 8, 9, 10, 11]
+    assert [p.index for p in resumed_prompts(stream(), 4, [])][:2] == [4, 5]
+
+
+def test_records_after_the_checkpoint_are_dropped_once(tmp_path):
+    lines = [{"step": s, "loss": s / 10} for s in (1, 2, 3, 4)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"step": 4, "eval/x": 1}) + "\n")
+    trim_records(tmp_path, 2)
+    kept = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert kept == [1, 2]
+    assert (tmp_path / "eval.jsonl").read_text() == ""
+
+
+def test_resume_point_explicit_auto_and_missing(tmp_path):
+    cfg = config_from_dict(
+        {"name": "r", "model": {"kind": "tiny"}, "logging": {"runs_dir": str(tmp_path)}}
+    )
+    auto = config_from_dict(
+        {
+            "name": "r",
+            "model": {"kind": "tiny"},
+            "resume": "auto",
+            "logging": {"runs_dir": str(tmp_path)},
+        }
+    )
+    assert resume_point(auto, None) is None  # nothing yet: a fresh start
+    with pytest.raises(ConfigError, match="no resumable checkpoint under"):
+        resume_point(cfg, str(tmp_path / "r"))
+    for step, state in ((2, True), (4, True), (6, False)):  # step_6: weights only
+        ck = tmp_path / "r" / "checkpoints" / f"step_{step}"
+        ck.mkdir(parents=True)
+        if state:
+            (ck / "run_state.json").write_text("{}")
+    assert resume_point(cfg, str(tmp_path / "r")).name == "step_4"
+    assert resume_point(auto, None).name == "step_4"
+    assert resume_point(cfg, None) is None
+
+
+def test_run_state_round_trip_keeps_the_accounting(monkeypatch):
+    from rlkit.engines.rollout_protocol import SamplingConfig
+    from rlkit.runtime.resume import restore, run_state
+    from rlkit.runtime.rollout_scheduler import RolloutScheduler
+    from rlkit.runtime.strategies import make_strategy
+
+    def scheduler():
+        strategy = make_strategy("sample", SamplingConfig(max_tokens=4), 0, {})
+        return RolloutScheduler(
+            strategy, stream(), None, num_workers=1, alpha=1, groups_per_step=2,
+            samples_per_prompt=2,
+        )  # fmt: skip
+
+    old = scheduler()
+    for _ in range(5):
+        old.new_group()
+    old.staleness.consumed, old.staleness.running = 2, 3  # two trained, three in flight
+    old.running = {k: v for k, v in old.running.items() if k >= 2}
+    spine = lambda ro: SimpleNamespace(rollout=ro, step=1, restarts=SimpleNamespace(count=1))  # noqa: E731
+    state = run_state(spine(old))
+    assert state["in_flight_prompts"] == [2, 3, 4] and state["aborted"] == 3
+    new = spine(scheduler())
+    restore(new, json.loads(json.dumps(state)))
+    assert new.step == 1 and new.rollout.worker_version == 1 and new.restarts.count == 1
+    admitted = [new.rollout.new_group()[0] for _ in range(4)]
+    assert [g.prompt.index for g in admitted] == [2, 3, 4, 5]
+    assert [g.group_id for g in admitted] == [5, 6, 7, 8]  # new ids: never trained twice
+    new.rollout.running.clear()
+    new.rollout.staleness.running = 0
+    new.rollout.staleness.aborted_stale += 4
+    assert new.rollout.accounting_ok()
