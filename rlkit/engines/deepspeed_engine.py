@@ -15,13 +15,8 @@ from typing import Any
 
 from rlkit.engines.micro_batches import step_layout
 from rlkit.engines.model_io import apply_lora, check_model_dir, merged_state_dict
-from rlkit.engines.train_batch import (
-    TrainSample,
-    collate,
-    forward_logprobs,
-    response_values,
-    split_even,
-)
+from rlkit.engines.packing import micro_batch_forward
+from rlkit.engines.train_batch import TrainSample, response_values, split_even
 
 
 def ds_config(
@@ -57,6 +52,7 @@ class TrainerPlan:
     ppo_epochs: int
     micro: int
     micro_tokens: int  # padded-token budget of a micro-batch; 0 = `micro` samples
+    packing: bool  # one padding-free row per micro-batch (rlkit.engines.packing)
     grad_accum: int
     ds_config: dict
     dtype: str
@@ -77,6 +73,8 @@ def trainer_plan(cfg, world: int) -> TrainerPlan:
     from rlkit.runtime.placement import trainer_threads
 
     t, a = cfg.trainer, cfg.algo
+    if t.packing and a.token_hook:  # hooks read the forward's [b, L] attention captures
+        raise ValueError("trainer.packing does not support algo.token_hook yet")
     # PPO-style: `mini_batches` optimizer steps per epoch, `ppo_epochs` passes per step.
     micro, accum = micro_layout(cfg.samples_per_step, world, t.mini_batches, t.micro_batch_size)
     updates = t.mini_batches * t.ppo_epochs
@@ -96,6 +94,7 @@ def trainer_plan(cfg, world: int) -> TrainerPlan:
         ppo_epochs=t.ppo_epochs,
         micro=micro,
         micro_tokens=t.micro_batch_tokens,
+        packing=t.packing,
         grad_accum=accum,
         ds_config=ds_config(t.zero_stage, micro, accum, world, t.grad_clip, cfg.model.dtype),
         dtype=cfg.model.dtype,
@@ -172,7 +171,7 @@ class DeepSpeedPolicyTrainer:
         t0 = time.perf_counter()
         minis = split_even(samples, self.minis)
         if layout is None:
-            layout = step_layout([minis], self.micro, self.plan.micro_tokens)[0]
+            layout = step_layout([minis], self.micro, self.plan.micro_tokens, self.plan.packing)[0]
         plan = [[[mini[i] for i in mb] for mb in lay] for mini, lay in zip(minis, layout)]
         self.engine.train()
         if self.minis * self.epochs > 1:
@@ -199,10 +198,9 @@ class DeepSpeedPolicyTrainer:
 
         self.engine.eval()
         for mb in micro_batches:
-            batch = collate(mb, self.pad_id)
             with torch.no_grad():
-                logp, _, _ = forward_logprobs(
-                    self.engine, batch["input_ids"], batch["attention_mask"]
+                _, logp, _, _ = micro_batch_forward(
+                    self.engine, mb, self.pad_id, packing=self.plan.packing
                 )
             for s, lp in zip(mb, response_values(logp, mb)):
                 s.streams["old_logprobs"] = lp
@@ -217,17 +215,18 @@ class DeepSpeedPolicyTrainer:
         config is then only nominal."""
         from rlkit.algos.loss_terms import LossContext, total_loss
 
-        batch = collate(mb, self.pad_id)
         self.engine.set_gradient_accumulation_boundary(boundary)
         with self.hook.capture(self.engine.module):
-            logp, logits, ent = forward_logprobs(
-                self.engine, batch["input_ids"], batch["attention_mask"], entropy=self.entropy_mode
+            batch, logp, logits, ent = micro_batch_forward(
+                self.engine, mb, self.pad_id, packing=self.plan.packing, entropy=self.entropy_mode
             )
         batch.update(self.hook.streams(batch))
         ctx = LossContext(batch, logp, logits, self.plan.agg, norms, _entropy=ent)
         loss, metrics = total_loss(self.terms, ctx)
         metrics.update(self.hook.metrics())
         metrics["loss/share"] = float(loss.detach())
+        # tokens the forward ran: b x L padded, Σ lengths packed (the logits are target-aligned)
+        metrics["train/forward_tokens/share"] = float(logits.shape[0] * (logits.shape[1] + 1))
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
         self.engine.step()
         return metrics

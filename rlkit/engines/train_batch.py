@@ -98,14 +98,18 @@ def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
 def forward_logprobs(
     model: Any,
     input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     *,
     entropy: str = "none",
     chunk: int = LOGPROB_CHUNK,
+    position_ids: torch.Tensor | None = None,
 ):
     """One forward: `(logp, logits, ent)`, logp/ent by `chunked_logprobs` (ent None unless
-    `entropy` is "no_grad" or "grad"); the logits are the model's output, target-aligned."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    `entropy` is "no_grad" or "grad"); the logits are the model's output, target-aligned.
+    `position_ids` only for packed rows (rlkit.engines.packing; then `attention_mask` None and no
+    KV cache: transformers infers the sequence boundaries only without a cache)."""
+    kw = {} if position_ids is None else {"position_ids": position_ids, "use_cache": False}
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, **kw).logits[:, :-1]
     logp, ent = chunked_logprobs(logits, input_ids[:, 1:], entropy=entropy, chunk=chunk)
     return logp, logits, ent
 
