@@ -104,10 +104,18 @@ def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
 
 
 def _scan_jsonl(path: Path, fields: Sequence[str]) -> None:
-    """Re-read a JSONL file line by line and raise DatasetFormatError at the first bad line."""
+    """Re-read a JSONL file line by line and raise DatasetFormatError at the first bad line
+    (also: bytes that are not UTF-8, and a file without a single row)."""
     row = -1
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetFormatError(
+                    f"{path}: line {lineno} (row {row + 1}): not UTF-8 text "
+                    f"(byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             row += 1
@@ -120,6 +128,8 @@ def _scan_jsonl(path: Path, fields: Sequence[str]) -> None:
             if not isinstance(obj, dict):
                 raise DatasetFormatError(f"{path}: line {lineno} (row {row}): not a JSON object")
             _check_row(obj, fields, f"{path}: line {lineno} (row {row})")
+    if row < 0:
+        raise DatasetFormatError(f"{path}: no rows (the file is empty)")
 
 
 def _check_row(row: dict[str, Any], fields: Sequence[str], where: str) -> None:
@@ -175,14 +185,13 @@ def load_prompt_dataset(
     path = Path(source)
     is_jsonl = path.is_file() and path.suffix.lower() in (".jsonl", ".json")
     try:
-        ds = _load_with_datasets(source, split)
+        rows = _load_with_datasets(source, split).to_list()  # decoding can fail as late as this
     except DatasetFormatError:
         raise
     except Exception as exc:  # datasets/pyarrow parse errors name no line: find it ourselves
         if is_jsonl:
             _scan_jsonl(path, fields)
         raise DatasetFormatError(f"{source}: cannot be read as a dataset: {exc}") from exc
-    rows = ds.to_list()
     for i, row in enumerate(rows):
         try:
             _check_row(row, fields, f"{source}: row {i}")

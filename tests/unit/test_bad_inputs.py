@@ -95,15 +95,19 @@ def test_data_empty_file_names_the_file(tiny, tmp_path):
 
     path = tmp_path / "empty.jsonl"
     path.write_text("")
-    with pytest.raises(DatasetFormatError, match=r"empty\.jsonl: cannot be read as a dataset"):
+    with pytest.raises(DatasetFormatError, match=r"empty\.jsonl: no rows \(the file is empty\)"):
         first_prompt(tiny, path)
 
 
-def test_data_non_utf8_line_is_a_bare_decode_error(tiny, tmp_path):
-    """Known gap (docs/reliability.md): no file or line in the message yet."""
+def test_data_non_utf8_line_names_the_file_line_and_byte(tiny, tmp_path):
+    from rlkit.data.arithmetic import DatasetFormatError
+
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'{"prompt": "1+1", "answer": "2"}\n{"prompt": "\xff\xfe", "answer": "3"}\n')
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"d\.jsonl: line 2 \(row 1\): not UTF-8 text \(byte 0xff at column 13\)",
+    ):
         first_prompt(tiny, path)
 
 
