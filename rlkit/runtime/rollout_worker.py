@@ -1,15 +1,20 @@
 """The rollout worker: a Ray actor holding one rollout engine and serving per-sample requests.
 
-The controller keeps at most one `run` call outstanding per worker.  A call adds new requests,
-aborts the ones that became too stale, and steps the engine until some request finishes or a
-short deadline passes; Ray runs the worker's calls in order, so a `load_weights` sent after a
-`run` takes effect between engine steps, and every request added later is stamped with the new
-policy version.
+The engine steps continuously in the worker's own loop (rlkit.runtime.engine_loop): a background
+thread steps it whenever it has unfinished requests, and finished requests wait in an outbox.
+The controller keeps at most one `run` call outstanding per worker; a call adds new requests,
+aborts the ones that became too stale, and returns the outbox once something finished or a short
+deadline passed, so the engine also generates while the controller polls rewards or trains.
 
-All engine work goes through this one request loop: prefill-only scoring jobs (`score`, the
-answer probes) are requests of the same engine, and outputs of sampling requests that finish
-while such a call steps the engine are held and returned by the next `run`, never lost.  Batch
-calls that cannot be requests (`beam_search`) first let the in-flight requests finish (held).
+The actor's methods stay single-threaded (max_concurrency 1): Ray runs them in order, so a
+`load_weights` sent after a `run` takes effect between two engine steps, before any later
+request is added, and every request keeps the policy version it was added under.  Every method
+takes the engine from the loop (`EngineLoop.hold`), which pauses stepping for its duration.
+
+Prefill-only scoring jobs (`score`, the answer probes) are requests of the same loop; outputs
+of sampling requests that finish meanwhile stay in the outbox for the next `run`, never lost.
+Batch calls that cannot be requests (`beam_search`, ReRe beam jobs) first let the in-flight
+requests finish (their outputs held the same way).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from dataclasses import dataclass
 
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 from rlkit.engines.vllm_engine import FinishedRequest
+from rlkit.runtime.engine_loop import EngineLoop
+
+GRACE_S = 0.01  # after a first finish, `run` waits this long (from its start) for batch-mates
 
 
 @dataclass
@@ -41,76 +49,111 @@ class RolloutWorker:
         threads: int = 1,
         vllm_bind: str | None = None,
     ):
-        """`threads`: torch threads while generating (rlkit.runtime.placement); `vllm_bind`:
-        the CPUs a vLLM CPU engine binds its OpenMP threads to (`VLLM_CPU_OMP_THREADS_BIND`,
-        read when the engine starts; a value set by the user wins)."""
+        """`threads`: torch threads while generating (rlkit.runtime.placement), in the actor's
+        thread and the engine loop's; `vllm_bind`: the CPUs a vLLM CPU engine binds its OpenMP
+        threads to (`VLLM_CPU_OMP_THREADS_BIND`, read when the engine starts; a value set by the
+        user wins)."""
         import os
 
         import torch
 
         if vllm_bind:
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", vllm_bind)
-        self.threads = max(1, threads)
-        torch.set_num_threads(self.threads)
+        threads = max(1, threads)
+        torch.set_num_threads(threads)
         from rlkit.engines import make_rollout_engine
 
-        self.engine = make_rollout_engine(engine_kind, model_path, **engine_kw)
-        self._held: list[FinishedRequest] = []  # finished while a scoring call stepped
+        self._start(make_rollout_engine(engine_kind, model_path, **engine_kw), threads)
+
+    @classmethod
+    def around(cls, engine, threads: int | None = None) -> RolloutWorker:
+        """A worker (not an actor) around an engine that exists already (tests, tools)."""
+        worker = cls.__new__(cls)
+        worker._start(engine, threads)
+        return worker
+
+    def _start(self, engine, threads: int | None) -> None:
+        self.threads = threads or 1
+        self.engine = engine
+        self.loop = EngineLoop(engine, threads)
         self._job_ids = 0
+        self._t0 = time.perf_counter()
 
     def run(self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5) -> list:
-        """Add `new`, abort `abort_ids`, step until something finishes or `max_wait_s` passes."""
+        """Add `new`, abort `abort_ids`; return the finished requests once one finished (after a
+        short grace for batch-mates), the engine ran out of requests, or `max_wait_s` passed."""
         t0 = time.perf_counter()
-        if abort_ids:
-            self.engine.abort(abort_ids)
-            aborted = set(abort_ids)
-            self._held = [f for f in self._held if f.request_id not in aborted]
-        finished, self._held = self._held, []
         beam_jobs = [r for r in new if getattr(r, "kind", "sample") == "beam"]
         new = [r for r in new if getattr(r, "kind", "sample") != "beam"]
-        for req in new:
-            try:
-                self.engine.add(req.request_id, req.prompt_ids, req.sampling)
-            except Exception as exc:  # a bad request is reported, not fatal to the worker
-                failed = Completion(
-                    [], [], text=f"{type(exc).__name__}: {exc}"[:300], finish_reason="error"
-                )
-                finished.append(FinishedRequest(req.request_id, failed, self.engine.version))
-        while self.engine.num_unfinished() and not (finished and time.perf_counter() - t0 > 0.01):
-            finished += self.engine.step()
-            if time.perf_counter() - t0 > max_wait_s:
-                break
-        if beam_jobs:  # ReRe groups (rlkit.runtime.beam_strategy): batched, once nothing is live
-            from rlkit.runtime.beam_strategy import serve_beam_jobs
+        loop = self.loop
+        with loop.hold() as engine:
+            if abort_ids:
+                engine.abort(abort_ids)
+                loop.take(abort_ids)  # finished but not yet returned: dropped too
+            for req in new:
+                self._add(engine, req)
+            if (
+                beam_jobs
+            ):  # ReRe groups (rlkit.runtime.beam_strategy): batched, once nothing is live
+                from rlkit.runtime.beam_strategy import serve_beam_jobs
 
-            finished += self._drain()
-            finished += serve_beam_jobs(self.engine, beam_jobs)
-        return finished
+                loop.wait(lambda: not engine.num_unfinished())
+                with loop.timed():
+                    loop.outbox += serve_beam_jobs(engine, beam_jobs)
+            left = lambda until: max(0.0, min(until, t0 + max_wait_s) - time.perf_counter())  # noqa: E731
+            loop.wait(lambda: loop.outbox or not engine.num_unfinished(), left(t0 + max_wait_s))
+            if loop.outbox:
+                loop.wait(lambda: not engine.num_unfinished(), left(t0 + GRACE_S))
+            return loop.take()
+
+    def _add(self, engine, req: SampleRequest) -> None:
+        """Add one request; a refused one is reported as finished, not fatal to the worker."""
+        try:
+            engine.add(req.request_id, req.prompt_ids, req.sampling)
+        except Exception as exc:
+            failed = Completion(
+                [], [], text=f"{type(exc).__name__}: {exc}"[:300], finish_reason="error"
+            )
+            self.loop.outbox.append(FinishedRequest(req.request_id, failed, engine.version))
 
     def num_unfinished(self) -> int:
-        return self.engine.num_unfinished()
+        """Requests still generating (finished ones waiting in the outbox not counted)."""
+        with self.loop.hold() as engine:
+            return engine.num_unfinished()
+
+    def busy(self) -> tuple[float, float]:
+        """(seconds the engine stepped, seconds of wall time) since the worker started: the
+        worker's own busy fraction over any interval is the ratio of the two differences."""
+        return self.loop.busy_s, time.perf_counter() - self._t0
 
     def abort_all(self) -> int:
-        """Drop every request in flight (end of a run); returns how many."""
-        ids = self.engine.pending_ids()
-        self.engine.abort(ids)
-        while self.engine.num_unfinished():  # let the engine retire the aborted requests
-            self.engine.step()
+        """Drop every request in flight and every finished one not yet returned (end of a run,
+        reset between runs); returns how many were in flight."""
+        with self.loop.hold() as engine:
+            ids = engine.pending_ids()
+            engine.abort(ids)
+            self.loop.wait(lambda: not engine.num_unfinished())  # the engine retires them
+            self.loop.take()
         return len(ids)
 
     def load_weights(self, blob: bytes, version: int) -> int:
-        self.engine.load_weights(blob, version)
+        """New weights between two engine steps; requests added from now on carry `version`."""
+        with self.loop.hold() as engine:
+            engine.load_weights(blob, version)
         return version
 
     def init_nccl_sync(self, host: str, port: int, rank_offset: int, world: int) -> None:
-        self.engine.init_nccl_sync(host, port, rank_offset, world)
+        with self.loop.hold() as engine:
+            engine.init_nccl_sync(host, port, rank_offset, world)
 
     def receive_nccl(self, specs: list, version: int) -> int:
-        self.engine.receive_nccl(specs, version)
+        with self.loop.hold() as engine:
+            engine.receive_nccl(specs, version)
         return version
 
     def version(self) -> int:
-        return self.engine.version
+        with self.loop.hold() as engine:
+            return engine.version
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig) -> list:
         """n samples per prompt, as requests of the loop (seeds offset per sample)."""
@@ -124,8 +167,11 @@ class RolloutWorker:
         return [[f.completion for f in done[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
     def beam_search(self, prompts, num_beams: int, max_tokens: int, *args, **kw):
-        self._held += self._drain()
-        return self.engine.beam_search(prompts, num_beams, max_tokens, *args, **kw)
+        """Batch beam search once the in-flight requests finished (their outputs held)."""
+        with self.loop.hold() as engine:
+            self.loop.wait(lambda: not engine.num_unfinished())
+            with self.loop.timed():
+                return engine.beam_search(prompts, num_beams, max_tokens, *args, **kw)
 
     def score(self, sequences: list[list[int]], start: list[int]) -> list[list[float]]:
         """Prefill-only logprobs of sequences[i][start[i]:], as scoring requests of the loop."""
@@ -133,25 +179,15 @@ class RolloutWorker:
         return [f.completion.logprobs for f in self._run_jobs(list(zip(sequences, cfgs)))]
 
     def _run_jobs(self, jobs: list[tuple[list[int], SamplingConfig]]) -> list[FinishedRequest]:
-        """Add `jobs` as requests and step until they finish; other requests' outputs are held
-        for the next `run`.  Results in job order."""
+        """Add `jobs` as requests and let the loop step until they finish; other requests'
+        outputs stay in the outbox for the next `run`.  Results in job order."""
         ids = []
-        for prompt, cfg in jobs:
-            self._job_ids += 1
-            ids.append(f"job:{self._job_ids}")
-            self.engine.add(ids[-1], list(prompt), cfg)
-        mine, want = {}, set(ids)
-        while len(mine) < len(ids):
-            for f in self.engine.step():
-                if f.request_id in want:
-                    mine[f.request_id] = f
-                else:
-                    self._held.append(f)
+        with self.loop.hold() as engine:
+            for prompt, cfg in jobs:
+                self._job_ids += 1
+                ids.append(f"job:{self._job_ids}")
+                engine.add(ids[-1], list(prompt), cfg)
+            want = set(ids)
+            self.loop.wait(lambda: want <= {f.request_id for f in self.loop.outbox})
+            mine = {f.request_id: f for f in self.loop.take(want)}
         return [mine[i] for i in ids]
-
-    def _drain(self) -> list[FinishedRequest]:
-        """Let every in-flight request finish; returns their outputs."""
-        outputs: list[FinishedRequest] = []
-        while self.engine.num_unfinished():
-            outputs += self.engine.step()
-        return outputs

@@ -77,9 +77,7 @@ def engine():
 
 
 def make_worker(engine) -> RolloutWorker:
-    w = RolloutWorker.__new__(RolloutWorker)
-    w.engine, w._held, w._job_ids = engine, [], 0
-    return w
+    return RolloutWorker.around(engine)
 
 
 def group_of(gid: int, size: int, prompt_ids) -> Group:
