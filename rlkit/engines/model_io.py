@@ -86,19 +86,35 @@ def merged_state_dict(model) -> dict:
     even when it is tied to the embeddings."""
     import torch
 
-    if hasattr(model, "merge_adapter"):  # peft: merge, read, unmerge
-        model.merge_adapter()
-        raw = model.get_base_model().state_dict()
-        state = {
-            k.replace(".base_layer", ""): v.detach().to("cpu", copy=True)
-            for k, v in raw.items()
-            if "lora_" not in k
-        }
-        model.unmerge_adapter()
+    if hasattr(model, "get_base_model"):  # peft
+        state = _lora_merged(model.get_base_model())
     else:
         state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     state = with_lm_head(state)
     return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def _lora_merged(base) -> dict:
+    """W + ΔW of every LoRA layer, computed out of place.  peft's merge_adapter/unmerge_adapter
+    would add and subtract ΔW in place, and W + ΔW − ΔW is not W in floating point: every export
+    would nudge the frozen weights (and a resumed run, which exported a different number of
+    times, would not repeat the uninterrupted one)."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    deltas: dict = {}
+    with torch.no_grad():
+        for name, mod in base.named_modules():
+            if isinstance(mod, LoraLayer) and not mod.merged:
+                for adapter in mod.active_adapters:
+                    if adapter in mod.lora_A:
+                        key = f"{name}.base_layer.weight"
+                        deltas[key] = deltas.get(key, 0) + mod.get_delta_weight(adapter)
+        return {
+            k.replace(".base_layer", ""): (v + deltas[k] if k in deltas else v).to("cpu", copy=True)
+            for k, v in base.state_dict().items()
+            if "lora_" not in k
+        }
 
 
 def with_lm_head(state: dict) -> dict:

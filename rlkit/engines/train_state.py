@@ -2,8 +2,10 @@
 
 `save_engines` / `load_engines` wrap DeepSpeed's `save_checkpoint` / `load_checkpoint` (every
 rank calls them: under ZeRO each rank writes its own optimizer partition) and add each rank's
-torch RNG state, which DeepSpeed does not keep.  Engine m of a rank is saved under the tag
-`engine<m>`, so a trainer (one engine) and a critic group (M engines) share the code.
+own torch RNG state (`rng_rank<r>.pt`), which DeepSpeed does not keep: LoRA dropout draws
+different masks on every rank, so one shared state would not resume them exactly.  Engine m of
+a rank is saved under the tag `engine<m>`, so a trainer (one engine) and a critic group
+(M engines) share the code.
 
 The folder must be visible to every rank (one machine, or a shared filesystem on a cluster).
 """
@@ -14,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _rng_file(folder: str | Path, m: int) -> Path:
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Path(folder) / f"engine{m}" / f"rng_rank{rank}.pt"
+
+
 def save_engines(engines: list[Any], folder: str | Path) -> None:
     """Write every engine's full training state under `folder/engine<m>/`."""
     import torch
@@ -22,15 +31,16 @@ def save_engines(engines: list[Any], folder: str | Path) -> None:
         rng = {"torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda_rng"] = torch.cuda.get_rng_state()
-        engine.save_checkpoint(str(folder), tag=f"engine{m}", client_state=rng)
+        engine.save_checkpoint(str(folder), tag=f"engine{m}")
+        torch.save(rng, _rng_file(folder, m))
 
 
 def load_engines(engines: list[Any], folder: str | Path) -> None:
-    """Restore what `save_engines` wrote (same engine count and ZeRO layout)."""
+    """Restore what `save_engines` wrote (same engine count, world size and ZeRO layout)."""
     import torch
 
     for m, engine in enumerate(engines):
-        path, client = engine.load_checkpoint(
+        path, _ = engine.load_checkpoint(
             str(folder),
             tag=f"engine{m}",
             load_optimizer_states=True,
@@ -38,6 +48,7 @@ def load_engines(engines: list[Any], folder: str | Path) -> None:
         )
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state for engine {m} under {folder}")
-        torch.set_rng_state(client["torch_rng"])
-        if "cuda_rng" in client and torch.cuda.is_available():
-            torch.cuda.set_rng_state(client["cuda_rng"])
+        rng = torch.load(_rng_file(folder, m), weights_only=True)
+        torch.set_rng_state(rng["torch_rng"])
+        if "cuda_rng" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda_rng"])
