@@ -59,8 +59,8 @@ class EngineLoop:
 
     def wait(self, done: Callable[[], Any], timeout: float | None = None) -> bool:
         """Inside `hold`: let the loop step until `done()` (checked under the lock) or `timeout`
-        seconds pass; returns whether `done()` held.  The caller takes the lock back after each
-        step with priority over the loop, so it never waits behind a run of steps."""
+        seconds pass; returns whether `done()` held.  After each step that finished something
+        the loop waits for the caller to look (and take the lock back) before stepping on."""
         deadline = None if timeout is None else time.perf_counter() + timeout
         while not done():
             left = self._idle_poll_s if deadline is None else deadline - time.perf_counter()
@@ -135,7 +135,7 @@ class EngineLoop:
                 t0 = time.perf_counter()
                 try:
                     finished = self.engine.step()
-                except BaseException as exc:  # reported by the next method call
+                except Exception as exc:  # reported by the next method call
                     self.error = exc
                     finished = []
                 self.busy_s += time.perf_counter() - t0

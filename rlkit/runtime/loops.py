@@ -27,7 +27,7 @@ def _dispatch(sp: Spine, inflight: dict, new: dict, aborts: dict, max_wait_s: fl
         if w in inflight or not (new.get(w) or aborts.get(w) or w in busy):
             continue
         inflight[w] = worker.run.remote(new.pop(w, []), aborts.pop(w, []), max_wait_s)
-        sp.recorder.rollout_clock.start(w)
+        sp.recorder.rollout_clock.ask(w, worker)  # its busy time, read when the call is back
 
 
 def _collect(sp: Spine, inflight: dict, new: dict, timeout: float, aborts: dict | None = None):
@@ -45,16 +45,17 @@ def _collect(sp: Spine, inflight: dict, new: dict, timeout: float, aborts: dict 
         if ref not in done:
             continue
         del inflight[w]
-        sp.recorder.rollout_clock.stop(w)
         try:
             finished = ray.get(ref)
         except Exception as exc:
             if not is_actor_death(exc):
                 raise
+            sp.recorder.rollout_clock.drop(w)
             # the dead engine's queue is gone: everything still owed goes to the replacement
             new[w] = sp.replace_worker(w, exc)
             (aborts or {}).pop(w, None)
             continue
+        sp.recorder.rollout_clock.collect(w)
         for worker, reqs in sp.on_finished(finished).items():
             new.setdefault(worker, []).extend(reqs)
 

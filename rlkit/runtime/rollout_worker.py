@@ -77,7 +77,7 @@ class RolloutWorker:
         self.engine = engine
         self.loop = EngineLoop(engine, threads)
         self._job_ids = 0
-        self._t0 = time.perf_counter()
+        self._busy_read = (0.0, time.perf_counter())  # (busy_s, time) at the last `busy`
 
     def run(self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5) -> list:
         """Add `new`, abort `abort_ids`; return the finished requests once one finished (after a
@@ -122,9 +122,12 @@ class RolloutWorker:
             return engine.num_unfinished()
 
     def busy(self) -> tuple[float, float]:
-        """(seconds the engine stepped, seconds of wall time) since the worker started: the
-        worker's own busy fraction over any interval is the ratio of the two differences."""
-        return self.loop.busy_s, time.perf_counter() - self._t0
+        """(seconds the engine stepped, seconds of wall time) since the previous `busy` call (or
+        the worker's start): the worker's own busy fraction is their ratio.  Takes no lock."""
+        now, busy = time.perf_counter(), self.loop.busy_s
+        out = (busy - self._busy_read[0], now - self._busy_read[1])
+        self._busy_read = (busy, now)
+        return out
 
     def abort_all(self) -> int:
         """Drop every request in flight and every finished one not yet returned (end of a run,

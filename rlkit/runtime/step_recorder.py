@@ -7,27 +7,41 @@ from collections import deque
 from typing import Any
 
 
-class BusyClock:
-    """Busy time of a few workers (keys): `start(k)`/`stop(k)` bracket a busy interval;
-    `take()` returns the busy seconds since the last `take`, intervals still open included."""
+class WorkerBusy:
+    """Busy seconds the rollout workers report themselves (`RolloutWorker.busy`: the time their
+    engine loop spent stepping since their previous report, which goes on between the
+    controller's calls).  The loops ask for a report right behind every `run` call (`ask`) and
+    read it when the call is back (`collect`); `take()` returns the busy seconds reported since
+    the last `take`."""
 
-    def __init__(self) -> None:
-        self.since: dict[Any, float] = {}
+    def __init__(self, get: Any = None) -> None:
+        """`get`: ObjectRef -> value (`ray.get`; tests pass their own)."""
+        self.pending: dict[Any, Any] = {}  # worker -> ObjectRef of `busy()`
         self.done_s = 0.0
+        self.get = get
 
-    def start(self, key: Any) -> None:
-        self.since.setdefault(key, time.perf_counter())
+    def ask(self, key: Any, worker: Any) -> None:
+        self.pending.setdefault(key, worker.busy.remote())
 
-    def stop(self, key: Any) -> None:
-        t0 = self.since.pop(key, None)
-        if t0 is not None:
-            self.done_s += time.perf_counter() - t0
+    def collect(self, key: Any) -> None:
+        """Read the report asked for `key` (queued right behind its run call: no wait)."""
+        import ray
+
+        ref = self.pending.pop(key, None)
+        if ref is None:
+            return
+        try:
+            busy_s, _wall_s = (self.get or ray.get)(ref)
+        except ray.exceptions.RayError:  # the worker died; its next run call reports it
+            return
+        self.done_s += busy_s
+
+    def drop(self, key: Any) -> None:
+        """Forget the report asked for a worker that died."""
+        self.pending.pop(key, None)
 
     def take(self) -> float:
-        now = time.perf_counter()
-        busy = self.done_s + sum(now - t0 for t0 in self.since.values())
-        self.since = dict.fromkeys(self.since, now)
-        self.done_s = 0.0
+        busy, self.done_s = self.done_s, 0.0
         return busy
 
 
@@ -45,8 +59,8 @@ class StepRecorder:
         self.history: list[dict] = []
         self.t_last = time.perf_counter()
         self.window: deque[tuple[int, float]] = deque(maxlen=5)  # (generated tokens, seconds)
-        # rollout workers with a `run` call in flight (the loops bracket each call)
-        self.rollout_clock = BusyClock()
+        # the rollout workers' own stepping time (the loops read it after each run call)
+        self.rollout_clock = WorkerBusy()
         self.num_workers = max(1, cfg.rollout.num_workers)
         a = cfg.algo
         self.names = {
@@ -86,7 +100,8 @@ class StepRecorder:
 
     def busy_fracs(self, metrics: dict, step_s: float) -> dict:
         """Share of the step's wall time each stage worked: rollout = mean over the workers of
-        the time a `run` call was in flight; train = credit + train step (`time/train_s`)."""
+        the time their engine stepped (as they report it; the part after a worker's last
+        reading counts in the next step); train = credit + train step (`time/train_s`)."""
         wall = max(step_s, 1e-9)
         rollout = self.rollout_clock.take() / (wall * self.num_workers)
         return {
