@@ -29,6 +29,10 @@ from rlkit.runtime.engine_loop import EngineLoop
 GRACE_S = 0.01  # after a first finish, `run` waits this long (from its start) for batch-mates
 
 
+def _left(until: float) -> float:
+    return max(0.0, until - time.perf_counter())
+
+
 @dataclass
 class SampleRequest:
     """One sample to generate: `request_id` is "<group_id>:<index>"."""
@@ -82,7 +86,8 @@ class RolloutWorker:
     def run(self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5) -> list:
         """Add `new`, abort `abort_ids`; return the finished requests once one finished (after a
         short grace for batch-mates), the engine ran out of requests, or `max_wait_s` passed."""
-        t0 = time.perf_counter()
+        deadline = time.perf_counter() + max_wait_s
+        grace = min(deadline, time.perf_counter() + GRACE_S)
         beam_jobs = [r for r in new if getattr(r, "kind", "sample") == "beam"]
         new = [r for r in new if getattr(r, "kind", "sample") != "beam"]
         loop = self.loop
@@ -92,18 +97,15 @@ class RolloutWorker:
                 loop.take(abort_ids)  # finished but not yet returned: dropped too
             for req in new:
                 self._add(engine, req)
-            if (
-                beam_jobs
-            ):  # ReRe groups (rlkit.runtime.beam_strategy): batched, once nothing is live
+            if beam_jobs:  # ReRe groups (rlkit.runtime.beam_strategy), once nothing is live
                 from rlkit.runtime.beam_strategy import serve_beam_jobs
 
                 loop.wait(lambda: not engine.num_unfinished())
                 with loop.timed():
                     loop.outbox += serve_beam_jobs(engine, beam_jobs)
-            left = lambda until: max(0.0, min(until, t0 + max_wait_s) - time.perf_counter())  # noqa: E731
-            loop.wait(lambda: loop.outbox or not engine.num_unfinished(), left(t0 + max_wait_s))
+            loop.wait(lambda: loop.outbox or not engine.num_unfinished(), _left(deadline))
             if loop.outbox:
-                loop.wait(lambda: not engine.num_unfinished(), left(t0 + GRACE_S))
+                loop.wait(lambda: not engine.num_unfinished(), _left(grace))
             return loop.take()
 
     def _add(self, engine, req: SampleRequest) -> None:
