@@ -174,7 +174,9 @@ def spawn(a: argparse.Namespace, which: str) -> dict | None:
     argv = [sys.executable, __file__, "--one", which] + [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items() if k != "one" and v is not None
     ]
+    load0 = os.getloadavg()[0]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    print(f"[{which}] load average (1 min) {load0:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
