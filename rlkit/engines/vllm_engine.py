@@ -28,7 +28,7 @@ def _sampling_params(cfg: SamplingConfig, n: int | None = None):
     from vllm import SamplingParams
 
     if cfg.prompt_logprobs_from is not None:  # prefill-only scoring job
-        return SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        return _scoring_params(read_cache=True)
     return SamplingParams(
         n=cfg.n if n is None else n,
         temperature=cfg.temperature,
@@ -39,6 +39,24 @@ def _sampling_params(cfg: SamplingConfig, n: int | None = None):
         logprobs=0,  # the sampled token's logprob only
         stop_token_ids=list(cfg.stop_token_ids) or None,
         ignore_eos=cfg.ignore_eos,
+    )
+
+
+def _scoring_params(read_cache: bool):
+    """A prefill-only scoring request.  vLLM skips prefix-cache reads for every prompt-logprob
+    request, since cached positions get no logprobs (their slots stay uninitialised).  A
+    scoring job only reads the positions from `prompt_logprobs_from` on, so it may read the
+    cache as long as no cached block covers one of them: `VLLMEngine.step` checks that on the
+    output (`num_cached_tokens`) and scores such a request again without cache reads.  No
+    detokenisation: the uninitialised slots would be decoded as token ids."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        max_tokens=1,
+        prompt_logprobs=0,
+        temperature=0.0,
+        detokenize=False,
+        skip_reading_prefix_cache=not read_cache,
     )
 
 
@@ -108,6 +126,7 @@ class VLLMEngine:
         self._version = 0
         self._start_version: dict[str, int] = {}
         self._score_jobs: dict[str, tuple[list[int], int]] = {}  # id -> (tokens, from)
+        self.rescored = 0  # scoring jobs run again without prefix-cache reads
 
     @property
     def version(self) -> int:
@@ -132,11 +151,22 @@ class VLLMEngine:
                 start = self._start_version.pop(rid, self._version)
                 if rid in self._score_jobs:
                     tokens, first = self._score_jobs.pop(rid)
+                    if (out.num_cached_tokens or 0) >= max(1, first):  # a scored slot was cached
+                        self._score_again(rid, tokens, first, start)
+                        continue
                     lps = _prompt_logprobs(out.prompt_logprobs, tokens, first)
                     done.append(FinishedRequest(rid, Completion([], lps), start))
                 else:
                     done.append(FinishedRequest(rid, _completion(out.outputs[0]), start))
         return done
+
+    def _score_again(self, request_id: str, tokens: list[int], first: int, start: int) -> None:
+        """Re-submit a scoring job whose cached prefix covered scored positions, reading no
+        cache this time (the same id: vLLM freed it when it finished)."""
+        self._engine.add_request(request_id, {"prompt_token_ids": tokens}, _scoring_params(False))
+        self._start_version[request_id] = start
+        self._score_jobs[request_id] = (tokens, first)
+        self.rescored += 1
 
     def abort(self, request_ids: Sequence[str]) -> None:
         live = [r for r in request_ids if r in self._start_version]

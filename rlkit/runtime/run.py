@@ -52,11 +52,13 @@ class Components:
 
 def engine_settings(cfg: RecipeConfig) -> dict:
     r = cfg.rollout
+    block = {"block_size": r.kv_block_size} if r.kv_block_size and r.engine == "vllm" else {}
     return {
         "max_model_len": r.max_model_len,
         "kv_cache_gib": r.kv_cache_gib,
         "seed": cfg.seed,
         "dtype": cfg.model.dtype,
+        **block,
     }
 
 

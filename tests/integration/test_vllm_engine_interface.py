@@ -65,3 +65,28 @@ def test_refused_request_is_reported_not_fatal(tiny_model, vllm_worker):
     by_id = {f.request_id: f.completion for f in done}
     assert by_id["0:0"].finish_reason == "error" and by_id["0:0"].text
     assert by_id["1:0"].finish_reason in ("stop", "length") and by_id["1:0"].token_ids
+
+
+def test_scoring_reads_the_prefix_cache_only_where_it_is_safe(tiny_model, vllm_worker):
+    """Scoring requests read cached prefix blocks (VPS probes share their prefixes), but a
+    request whose cached blocks cover a scored position is scored again without cache reads:
+    every result equals the uncached one (vLLM leaves cached positions' logprobs unset)."""
+    import random
+
+    import ray
+
+    from rlkit.runtime.cluster import reset_workers
+
+    rescored = lambda: ray.get(vllm_worker.__ray_call__.remote(lambda w: w.engine.rescored))  # noqa: E731
+    rng = random.Random(0)
+    seq = [rng.randrange(5, 200) for _ in range(200)]  # > one 128-token CPU KV block
+    reset_workers([vllm_worker], tiny_model)  # new weights: an empty prefix cache
+    (fresh,) = ray.get(vllm_worker.score.remote([seq], [100]))
+    before = rescored()
+    ray.get(vllm_worker.score.remote([seq], [190]))  # its first block is cached now
+    (covered,) = ray.get(vllm_worker.score.remote([seq], [100]))  # cached block covers 100..127
+    assert rescored() == before + 1
+    assert covered == fresh
+    (beyond,) = ray.get(vllm_worker.score.remote([seq], [150]))  # reads the cached block
+    assert rescored() == before + 1
+    assert beyond == fresh[50:]

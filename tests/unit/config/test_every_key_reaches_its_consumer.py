@@ -263,6 +263,7 @@ ALT: dict[str, tuple] = {
     "placement": ("components", "colocated", {}),
     # auto: the run continues from its own newest resumable checkpoint
     "resume": ("resumed", "auto", {}),
+    "rollout.kv_block_size": ("components", 32, {}),
 }
 CRITIC = {  # consumed by the critic group: probed through the critic's plan
     "critic.num_critics": 4,
