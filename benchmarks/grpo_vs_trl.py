@@ -72,6 +72,7 @@ def recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
         "async": {"mode": mode, "alpha": alpha},
         "reward": {"fns": [{"fn": "rewards.math:accuracy"}], "mode": "thread"},
         "ray": {"num_cpus": a.cores},
+        "placement": a.placement,
         "logging": {"runs_dir": f"{tmp}/runs", "tensorboard": False, "console": False},
     }
 
@@ -210,6 +211,7 @@ def main() -> None:
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--lr", type=float, default=1e-6)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--placement", default="auto", help="auto | colocated | disaggregated")
     a = p.parse_args()
     if a.one:
         res = one_trl(a) if a.one == "trl" else one_rlkit(a, *_mode(a.one))
