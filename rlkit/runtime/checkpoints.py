@@ -64,6 +64,11 @@ def write_checkpoint(
     return out
 
 
+def step_of(checkpoint: str | Path) -> int:
+    """The step of a checkpoint folder `step_<n>`."""
+    return int(_STEP.fullmatch(Path(checkpoint).name).group(1))
+
+
 def latest_resumable(checkpoint_dir: str | Path) -> Path | None:
     """The newest checkpoint that holds the training state (not only model weights)."""
     found = [p for p in step_folders(checkpoint_dir) if (p / RUN_STATE).is_file()]

@@ -51,7 +51,7 @@ def resume_point(cfg: RecipeConfig, resume: str | None) -> Path | None:
 def run_state(spine: Any) -> dict:
     """The controller's state after step `spine.step` (JSON)."""
     ro = spine.rollout
-    in_flight = [g.prompt.index for g in [*ro.running.values(), *ro.buffer._groups]]
+    in_flight = [g.prompt.index for g in [*ro.running.values(), *ro.buffer]]
     st = ro.staleness
     return {
         "step": spine.step,

@@ -131,13 +131,14 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     from transformers import AutoTokenizer
 
     from rlkit.runtime import prepare
+    from rlkit.runtime.checkpoints import step_of
     from rlkit.runtime.resume import resume_from, resume_point, trim_records
     from rlkit.runtime.spine import Spine
 
     prepare.check_inputs(cfg)
     cfg = prepare.absolute_plugin_paths(cfg)
     checkpoint = resume_point(cfg, resume)
-    step0 = int(checkpoint.name.split("_")[1]) if checkpoint else 0
+    step0 = step_of(checkpoint) if checkpoint else 0
     run_dir = prepare.make_run_dir(cfg, Path(resume) if resume else None, checkpoint is not None)
     if checkpoint is not None:
         trim_records(run_dir, step0)
@@ -209,7 +210,8 @@ def run_loop(cfg: RecipeConfig, spine, run_dir: Path) -> None:
 
 
 def dead_actor_name(exc: BaseException) -> str:
-    """'trainer rank', 'critic rank', 'reference model' or the actor class Ray names."""
+    """What died, from the actor class Ray names in the error: a trainer or critic rank, the
+    reference model, or (another actor) 'a process of the run'."""
     text = str(exc)
     for cls, name in (
         ("TrainerRank", "a trainer rank"),

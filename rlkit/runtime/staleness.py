@@ -20,6 +20,7 @@ new weights: the synchronous on-policy loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,9 @@ class GroupBuffer:
 
     def __len__(self) -> int:
         return len(self._groups)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._groups))
 
     def put(self, group: Any) -> None:
         self._groups.append(group)
