@@ -53,10 +53,17 @@ class LossContext:
         """H per token, computed once per forward and only when a term or metric asks.
 
         The trainer usually passes it in (`_entropy`, from the chunked log-prob pass); else it
-        is computed here chunk by chunk over the sequence, never as a [B, L, V] softmax."""
+        is computed here chunk by chunk over the sequence, never as a [B, L, V] softmax, which
+        needs logits of every target position (the trainer's forward keeps only the
+        responses', rlkit.engines.train_batch.forward_logprobs)."""
         if self._entropy is None or (
             with_grad and torch.is_grad_enabled() and not self._entropy.requires_grad
         ):
+            if self.logits.shape[:2] != self.mask.shape:
+                raise ValueError(
+                    f"LossContext.entropy: logits {tuple(self.logits.shape[:2])} do not cover the "
+                    f"response mask {tuple(self.mask.shape)}; pass the entropy in (_entropy)"
+                )
             with torch.set_grad_enabled(with_grad and torch.is_grad_enabled()):
                 self._entropy = torch.cat(
                     [

@@ -30,7 +30,13 @@ from typing import Any
 
 import torch
 
-from rlkit.engines.train_batch import LOGPROB_CHUNK, TrainSample, collate, forward_logprobs
+from rlkit.engines.train_batch import (
+    LOGPROB_CHUNK,
+    TrainSample,
+    collate,
+    forward_logprobs,
+    response_targets,
+)
 
 
 @dataclass(frozen=True)
@@ -102,17 +108,32 @@ def unpack(values: torch.Tensor, seq_lens: Sequence[int]) -> torch.Tensor:
     return torch.where(keep, out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
+def packed_response_targets(samples: Sequence[TrainSample]) -> torch.Tensor:
+    """Target positions of the packed row (`pack(samples)`) that predict a response token."""
+    out, offset = [], 0
+    for s in samples:
+        n, lo = len(s.prompt_ids) + len(s.response_ids), len(s.prompt_ids) - 1
+        out.append(torch.arange(offset + max(lo, 0), offset + n - 1))
+        offset += n
+    return torch.cat(out)
+
+
 def packed_forward_logprobs(
-    model: Any, packed: Packed, *, entropy: str = "none", chunk: int = LOGPROB_CHUNK
+    model: Any,
+    packed: Packed,
+    *,
+    entropy: str = "none",
+    chunk: int = LOGPROB_CHUNK,
+    keep: torch.Tensor | None = None,
 ):
     """`forward_logprobs` on the packed row: `(logp, logits, ent)` with logp / ent unpacked
-    to [b, L-1]; the logits stay packed [1, N-1, V] (unpacking them would re-create the padded
-    [b, L-1, V] tensor packing avoids; the trainer hands the entropy in, so no shipped loss
-    term reads them)."""
+    to [b, L-1]; the logits stay packed [1, N-1, V] (or [1, len(keep), V]: unpacking them
+    would re-create the padded [b, L-1, V] tensor packing avoids; the trainer hands the
+    entropy in, so no shipped loss term reads them)."""
     dev = _device_of(model)
     ids, pos = packed.input_ids.to(dev), packed.position_ids.to(dev)
     logp, logits, ent = forward_logprobs(
-        model, ids, None, position_ids=pos, entropy=entropy, chunk=chunk
+        model, ids, None, position_ids=pos, entropy=entropy, chunk=chunk, keep=keep
     )
     unpacked_ent = None if ent is None else unpack(ent, packed.seq_lens)
     return unpack(logp, packed.seq_lens), logits, unpacked_ent
@@ -124,15 +145,21 @@ def micro_batch_forward(
     """(batch, logp, logits, ent) of one micro-batch, padded or packed.
 
     `batch` is always the padded `collate` dict (the streams the loss terms read); with
-    `packing` the forward runs on the packed row and logp / ent come back in its layout.  The
-    input tensors go to the model's device; the batch stays where `collate` made it."""
+    `packing` the forward runs on the packed row and logp / ent come back in its layout.  Only
+    the response positions' logits are computed (`forward_logprobs`' `keep`): logp / ent are
+    zero on prompt positions, and the logits are [b | 1, kept positions, V].  The input tensors
+    go to the model's device; the batch stays where `collate` made it."""
     batch = collate(samples, pad_id)
     if packing:
-        logp, logits, ent = packed_forward_logprobs(model, pack(samples), entropy=entropy)
+        keep = packed_response_targets(samples)
+        logp, logits, ent = packed_forward_logprobs(
+            model, pack(samples), entropy=entropy, keep=keep
+        )
     else:
         dev = _device_of(model)
         ids, attn = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
-        logp, logits, ent = forward_logprobs(model, ids, attn, entropy=entropy)
+        keep = response_targets(samples)
+        logp, logits, ent = forward_logprobs(model, ids, attn, entropy=entropy, keep=keep)
     return batch, logp, logits, ent
 
 

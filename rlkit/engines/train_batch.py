@@ -95,6 +95,13 @@ def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
     return logp, logits
 
 
+def response_targets(samples: list[TrainSample]) -> torch.Tensor:
+    """Target positions (of the `collate` layout) from the first one any response occupies to
+    the last column: the only logits a training forward reads."""
+    width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples) - 1
+    return torch.arange(max(0, min(len(s.prompt_ids) for s in samples) - 1), width)
+
+
 def forward_logprobs(
     model: Any,
     input_ids: torch.Tensor,
@@ -103,15 +110,40 @@ def forward_logprobs(
     entropy: str = "none",
     chunk: int = LOGPROB_CHUNK,
     position_ids: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
 ):
-    """One forward: `(logp, logits, ent)`, logp/ent by `chunked_logprobs` (ent None unless
-    `entropy` is "no_grad" or "grad"); the logits are the model's output, target-aligned.
+    """One forward: `(logp, logits, ent)`, logp/ent [B, L-1] target-aligned by
+    `chunked_logprobs` (ent None unless `entropy` is "no_grad" or "grad").
+
+    `keep` (ascending target positions): the LM head and the log-softmax run only there
+    (transformers' `logits_to_keep`, as TRL keeps only the completion's logits), so prompt
+    positions cost no [V]-wide work; logp/ent are zero elsewhere and the returned logits are
+    [B, len(keep), V].  None: every position, logits [B, L-1, V].  For SmolLM2 GRPO (prompts
+    of ~47 tokens, responses <= 64) that skips ~40 % of the positions.
     `position_ids` only for packed rows (rlkit.engines.packing; then `attention_mask` None and no
     KV cache: transformers infers the sequence boundaries only without a cache)."""
-    kw = {} if position_ids is None else {"position_ids": position_ids, "use_cache": False}
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, **kw).logits[:, :-1]
-    logp, ent = chunked_logprobs(logits, input_ids[:, 1:], entropy=entropy, chunk=chunk)
+    kw: dict[str, Any] = {}
+    if position_ids is not None:
+        kw.update(position_ids=position_ids, use_cache=False)
+    if keep is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, **kw).logits[:, :-1]
+        return _with_logits(logits, input_ids[:, 1:], entropy, chunk)
+    keep = keep.to(input_ids.device)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, **kw)
+    logp, logits, ent = _with_logits(out.logits, input_ids[:, keep + 1], entropy, chunk)
+    width = input_ids.shape[1] - 1
+    return _spread(logp, keep, width), logits, None if ent is None else _spread(ent, keep, width)
+
+
+def _with_logits(logits: torch.Tensor, targets: torch.Tensor, entropy: str, chunk: int):
+    logp, ent = chunked_logprobs(logits, targets, entropy=entropy, chunk=chunk)
     return logp, logits, ent
+
+
+def _spread(values: torch.Tensor, at: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, K] values of positions `at` -> [B, width], zero elsewhere (differentiable)."""
+    index = at[None].expand(values.shape[0], -1)
+    return values.new_zeros(values.shape[0], width).scatter(1, index, values)
 
 
 def chunked_logprobs(
@@ -149,12 +181,16 @@ class _ChunkedLogProbs(torch.autograd.Function):
         ent = torch.empty(b, n if with_entropy else 0, **f32)
         for s in range(0, n, chunk):
             z = logits[:, s : s + chunk].float()
-            lse = torch.logsumexp(z, dim=-1)
+            if with_entropy:  # one exp pass for both: lse = m + log Σe, H = lse − Σ e·z / Σe
+                m = z.amax(-1, keepdim=True)
+                e = (z - m).exp_()
+                total = e.sum(-1)
+                lse = m[..., 0] + total.log()
+                ent[:, s : s + chunk] = lse - (e.mul_(z)).sum(-1) / total
+            else:
+                lse = torch.logsumexp(z, dim=-1)
             lse_all[:, s : s + chunk] = lse
             logp[:, s : s + chunk] = z.gather(-1, targets[:, s : s + chunk, None])[..., 0] - lse
-            if with_entropy:
-                p = (z - lse.unsqueeze(-1)).exp_()
-                ent[:, s : s + chunk] = lse - (p * z).sum(-1)
         ctx.save_for_backward(logits, targets, lse_all)
         ctx.chunk = chunk
         ctx.mark_non_differentiable(ent)

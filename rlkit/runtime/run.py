@@ -145,9 +145,11 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     model_path = prepare.prepare_model(cfg, run_dir, log=log)
     eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id
     start_ray(cfg)
+    from rlkit.engines.deepspeed_engine import train_zero_stage
+
     log(
         f"[rlkit] starting {cfg.rollout.num_workers} {cfg.rollout.engine} rollout worker(s) "
-        f"and a {cfg.trainer.world_size}-rank DeepSpeed ZeRO-{cfg.trainer.zero_stage} group"
+        f"and a {cfg.trainer.world_size}-rank DeepSpeed ZeRO-{train_zero_stage(cfg)} group"
     )
     parts = start_components(cfg, model_path, workers, reward_pool)
     logger = make_logger(cfg, run_dir, purge_step=step0 + 1 if checkpoint else None)

@@ -62,13 +62,15 @@ class StepRecorder:
         # the rollout workers' own stepping time (the loops read it after each run call)
         self.rollout_clock = WorkerBusy()
         self.num_workers = max(1, cfg.rollout.num_workers)
+        from rlkit.engines.deepspeed_engine import train_zero_stage
+
         a = cfg.algo
         self.names = {
             "algo/advantage": a.advantage,
             "algo/policy_loss": a.policy_loss,
             "algo/agg": a.agg,
             "engine/rollout": cfg.rollout.engine,
-            "engine/train": f"deepspeed-zero{cfg.trainer.zero_stage}",
+            "engine/train": f"deepspeed-zero{train_zero_stage(cfg)}",
         }
 
     def record(self, step: int, metrics: dict, rollout: dict) -> dict:

@@ -179,9 +179,11 @@ class ReferenceModel:
     def logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
         import torch
 
-        from rlkit.engines.train_batch import collate, response_values, token_logprobs
+        from rlkit.engines.packing import micro_batch_forward
+        from rlkit.engines.train_batch import response_values
 
-        batch = collate(samples, self.model.config.pad_token_id or 0)
         with torch.no_grad():
-            logp, _ = token_logprobs(self.model, batch["input_ids"], batch["attention_mask"])
+            _, logp, _, _ = micro_batch_forward(
+                self.model, samples, self.model.config.pad_token_id or 0, packing=False
+            )
         return response_values(logp, samples)

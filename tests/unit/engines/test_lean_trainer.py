@@ -65,3 +65,14 @@ def test_step_layout_gives_every_rank_the_same_count_per_mini_batch():
         for r in range(2):
             assert sorted(i for mb in layout[r][k] for i in mb) == [0, 1, 2, 3]
     assert step_layout([rank0, rank1], micro=3, budget=0)[1][0] == [[0, 1, 2], [3]]
+
+
+def test_one_rank_fp32_group_runs_zero_1_and_2_as_stage_0():
+    """Nothing to partition with one rank: same update, none of the partition bookkeeping."""
+    from rlkit.engines.deepspeed_engine import ds_config, effective_zero_stage
+
+    assert ds_config(2, 4, 1, 1, 1.0, "float32")["zero_optimization"]["stage"] == 0
+    assert ds_config(2, 4, 1, 2, 1.0, "float32")["zero_optimization"]["stage"] == 2
+    assert effective_zero_stage(1, 1, "float32") == 0
+    assert effective_zero_stage(3, 1, "float32") == 3  # changes how params are created
+    assert effective_zero_stage(2, 1, "bfloat16") == 2  # keeps DeepSpeed's bf16 wrapper

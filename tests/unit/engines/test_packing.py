@@ -145,6 +145,45 @@ def test_packed_forward_equals_padded_on_a_real_model(attn):
     assert torch.allclose(unpack(explicit, p.seq_lens) * mask, out[True][0], atol=1e-5)
 
 
+@pytest.mark.parametrize("packing", [False, True])
+def test_forward_computes_only_response_logits_and_matches_the_full_forward(packing):
+    """The trainer's forward runs the LM head on response positions only (`keep`): the
+    logits it returns are fewer than the targets, yet logp, entropy and the parameters'
+    gradient equal a full-vocabulary forward over every position."""
+    model, samples = _tiny_llama("sdpa"), _ragged_samples()
+    model.zero_grad()
+    batch, logp, logits, ent = micro_batch_forward(
+        model, samples, 0, packing=packing, entropy="grad"
+    )
+    mask = batch["response_mask"]
+    ((logp * mask).sum() + (ent * mask).sum()).backward()
+    kept = torch.cat([p.grad.flatten() for p in model.parameters()])
+    if packing:
+        assert logits.shape[1] == int(mask.sum())  # exactly the response targets
+    else:
+        assert logits.shape[1] < mask.shape[1]  # the shortest prompt's positions skipped
+    model.zero_grad()
+    full_lp, _, full_ent = forward_logprobs(
+        model, batch["input_ids"], batch["attention_mask"], entropy="grad"
+    )
+    ((full_lp * mask).sum() + (full_ent * mask).sum()).backward()
+    full = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert torch.allclose(logp * mask, full_lp * mask, atol=1e-5)
+    assert torch.allclose(ent * mask, full_ent * mask, atol=1e-5)
+    assert torch.allclose(kept, full, atol=1e-5), (kept - full).abs().max()
+
+
+def test_loss_context_refuses_entropy_from_logits_that_miss_positions():
+    from rlkit.algos.loss_terms import LossContext
+
+    mask = torch.ones(2, 5)
+    ctx = LossContext(
+        {"response_mask": mask}, torch.zeros(2, 5), torch.zeros(2, 3, 7), "token-mean", {}
+    )
+    with pytest.raises(ValueError, match="do not cover the response mask"):
+        ctx.entropy(with_grad=False)
+
+
 def test_packing_module_imports_no_deepspeed_ray_or_vllm():
     """benchmarks/packing.py runs on a machine with torch + transformers only."""
     import subprocess
