@@ -10,6 +10,7 @@ gradient-accumulation scaling is switched off (`scale_wrt_gas=False`) for the sa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,13 +84,14 @@ class TrainerPlan:
     hook: tuple[str | None, dict]
     agg: str
     threads: int  # torch threads of the rank while training (rlkit.runtime.placement)
+    idle_threads: int  # ... while the rollout workers idle (rlkit.runtime.core_lease)
 
 
 def trainer_plan(cfg, world: int) -> TrainerPlan:
     """The plan of one rank of a `world`-rank policy trainer for the recipe `cfg`."""
     from rlkit.algos.loss_terms import terms_for
     from rlkit.engines.lr_schedule import lr_factor
-    from rlkit.runtime.placement import trainer_threads
+    from rlkit.runtime.placement import trainer_idle_threads, trainer_threads
 
     t, a = cfg.trainer, cfg.algo
     if t.packing and a.token_hook:  # hooks read the forward's [b, L] attention captures
@@ -125,6 +127,7 @@ def trainer_plan(cfg, world: int) -> TrainerPlan:
         hook=(a.token_hook, dict(a.token_hook_kw)),
         agg=a.agg,
         threads=trainer_threads(cfg, world),
+        idle_threads=trainer_idle_threads(cfg, world),
     )
 
 
@@ -178,7 +181,11 @@ class DeepSpeedPolicyTrainer:
         self.hook = make_token_hook(*plan.hook)
 
     def train_step(
-        self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
+        self,
+        samples: list[TrainSample],
+        norms: list[dict],
+        layout: list | None = None,
+        before_pass: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """`ppo_epochs` x `mini_batches` optimizer steps on this rank's share.
 
@@ -186,7 +193,8 @@ class DeepSpeedPolicyTrainer:
         `layout[k]` its micro-batches as indices into this rank's k-th chunk, the same count on
         every rank (rlkit.engines.micro_batches.step_layout; computed here when None, which is
         only safe for one rank).  With a single update π_old = π_θ before it; with several,
-        π_old is recomputed first (no grad)."""
+        π_old is recomputed first (no grad).  `before_pass` runs before every forward and every
+        backward (the core lease sets the rank's threads there)."""
         t0 = time.perf_counter()
         minis = split_even(samples, self.minis)
         if layout is None:
@@ -200,7 +208,8 @@ class DeepSpeedPolicyTrainer:
         for _ in range(self.epochs):
             for k, micro_batches in enumerate(plan):
                 for j, mb in enumerate(micro_batches):
-                    metrics = self._micro_step(mb, norms[k], j == len(micro_batches) - 1)
+                    last = j == len(micro_batches) - 1
+                    metrics = self._micro_step(mb, norms[k], last, before_pass)
                     for key, v in metrics.items():
                         # shares of a step total add up over micro-batches; the rest average
                         n = 1 if key.endswith("/share") else len(micro_batches)
@@ -225,7 +234,13 @@ class DeepSpeedPolicyTrainer:
                 s.streams["old_logprobs"] = lp
         self.engine.train()
 
-    def _micro_step(self, mb: list[TrainSample], norms: dict, boundary: bool) -> dict[str, float]:
+    def _micro_step(
+        self,
+        mb: list[TrainSample],
+        norms: dict,
+        boundary: bool,
+        before_pass: Callable[[], None] | None = None,
+    ) -> dict[str, float]:
         """Forward (with the hook's capture), the configured loss terms, backward, step.
 
         `boundary`: the last micro-batch of a mini-batch.  The accumulation boundary is set
@@ -234,7 +249,9 @@ class DeepSpeedPolicyTrainer:
         config is then only nominal."""
         from rlkit.algos.loss_terms import LossContext, total_loss
 
+        before = before_pass or (lambda: None)
         self.engine.set_gradient_accumulation_boundary(boundary)
+        before()
         with self.hook.capture(self.engine.module):
             batch, logp, logits, ent = micro_batch_forward(
                 self.engine, mb, self.pad_id, packing=self.plan.packing, entropy=self.entropy_mode
@@ -247,6 +264,7 @@ class DeepSpeedPolicyTrainer:
         # tokens the forward ran: b x L padded, Σ lengths packed
         lens, every = row_lengths(mb), range(len(mb))
         metrics["train/forward_tokens/share"] = float(tokens_of(every, lens, self.plan.packing))
+        before()
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
         self.engine.step()
         return metrics

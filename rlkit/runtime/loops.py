@@ -110,6 +110,8 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
             new.setdefault(group.worker, []).extend(reqs)
         _dispatch(sp, inflight, new, aborts, max_wait_s)
         _collect(sp, inflight, new, sp.poll_s, aborts)
+        if sp.lease_signal is not None:  # the trainer may borrow idle rollout cores
+            sp.lease_signal.update(sp.rollout.all_generated())
         sp.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
         if train is not None and not inflight:  # nothing to collect: wait on the step a bit
             cf.wait([train], timeout=sp.poll_s)

@@ -54,6 +54,16 @@ def trainer_threads(cfg: Any, world: int) -> int:
     return max(1, int(cfg.trainer.rank_cpus))
 
 
+def trainer_idle_threads(cfg: Any, world: int) -> int:
+    """Threads of one trainer rank while the rollout workers idle: every core's share when it
+    borrows their cores (rlkit.runtime.core_lease), else `trainer_threads`."""
+    from rlkit.runtime.core_lease import lends_cores
+
+    if lends_cores(cfg):
+        return max(1, run_cores(cfg) // max(1, world))
+    return trainer_threads(cfg, world)
+
+
 def vllm_cpu_binding(threads: int, worker_index: int = 0) -> str:
     """`VLLM_CPU_OMP_THREADS_BIND` for a colocated vLLM CPU worker: `threads` of this process's
     allowed CPUs, worker i starting at the i-th block (wrapping around)."""

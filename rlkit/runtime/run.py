@@ -132,6 +132,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
 
     from rlkit.runtime import prepare
     from rlkit.runtime.checkpoints import step_of
+    from rlkit.runtime.core_lease import wire_lease
     from rlkit.runtime.resume import resume_from, resume_point, trim_records
     from rlkit.runtime.spine import Spine
 
@@ -167,6 +168,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         model_path=model_path,
     )
     spine.recorder.evaluator = parts.evaluator
+    wire_lease(cfg, parts.trainer, spine)
     try:
         parts.wait_ready(cfg)
         if checkpoint is not None:

@@ -69,6 +69,7 @@ class Spine:
             workers, self.publisher, lambda: start_worker(cfg, model_path), r.max_worker_restarts
         )
         self.recorder = StepRecorder(cfg, trainer, logger, checkpoint_dir)
+        self.lease_signal = None  # rlkit.runtime.core_lease.LeaseSignal when cores are lent
         self.recorder.critic = critic
         self.recorder.run_state = lambda: run_state(self)
         self.step = 0

@@ -25,9 +25,25 @@ class TrainerRank(RankActor):
         torch.set_num_threads(self.trainer.plan.threads)  # rlkit.runtime.placement
 
     def train_step(
-        self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
+        self,
+        samples: list[TrainSample],
+        norms: list[dict],
+        layout: list | None = None,
+        lease=None,
     ) -> dict:
-        return self.trainer.train_step(samples, norms, layout)
+        """One step; with a `lease` (rlkit.runtime.core_lease) the rank's threads follow the
+        rollout workers' idleness pass by pass."""
+        if lease is None:
+            return self.trainer.train_step(samples, norms, layout)
+        import torch
+
+        from rlkit.runtime.core_lease import ThreadPicker
+
+        plan = self.trainer.plan
+        picker = ThreadPicker(lease, plan.threads, plan.idle_threads)
+        out = self.trainer.train_step(samples, norms, layout, before_pass=picker)
+        torch.set_num_threads(plan.threads)
+        return out | picker.metrics()
 
     def export_weights(self) -> bytes | None:
         from rlkit.engines.model_io import state_dict_to_bytes
@@ -93,6 +109,7 @@ class TrainerGroup:
         self.micro, _ = micro_layout(
             cfg.samples_per_step, world, self.mini_batches, cfg.trainer.micro_batch_size
         )
+        self.lease = None  # a CoreLease when the ranks borrow idle rollout cores
         self.ranks, self._setup = start_rank_group(
             TrainerRank, world, rank_cpus, env, model_path, cfg
         )
@@ -114,7 +131,10 @@ class TrainerGroup:
         ]
         # micro-batches of every rank together: the same count per mini-batch on every rank
         layout = step_layout(minis, self.micro, self.micro_tokens, self.packing)
-        return [r.train_step.remote(s, norms, lay) for r, s, lay in zip(self.ranks, shares, layout)]
+        return [
+            r.train_step.remote(s, norms, lay, self.lease)
+            for r, s, lay in zip(self.ranks, shares, layout)
+        ]
 
     def init_nccl_sync(self, workers: list, tp_size: int = 1) -> None:
         """GPU only: trainer rank 0 + every worker's TP ranks form one NCCL group."""
