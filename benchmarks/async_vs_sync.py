@@ -29,23 +29,40 @@ STEPS, PROMPTS, SAMPLES, REWARD_WORKERS = 8, 8, 4, 32
 
 def recipe(tmp: Path, model: str, name: str, mode: str, alpha: int, scenario: str) -> dict:
     base = {
-        "name": name, "seed": 0,
+        "name": name,
+        "seed": 0,
         "model": {"kind": "path", "path": model},
-        "rollout": {"prompts_per_step": PROMPTS, "samples_per_prompt": SAMPLES,
-                    "max_tokens": 12, "max_model_len": 256},
-        "trainer": {"world_size": 2, "zero_stage": 2, "lr": 1e-4, "micro_batch_size": 16,
-                    "total_steps": STEPS},
+        "rollout": {
+            "prompts_per_step": PROMPTS,
+            "samples_per_prompt": SAMPLES,
+            "max_tokens": 12,
+            "max_model_len": 256,
+        },
+        "trainer": {
+            "world_size": 2,
+            "zero_stage": 2,
+            "lr": 1e-4,
+            "micro_batch_size": 16,
+            "total_steps": STEPS,
+        },
         "async": {"mode": mode, "alpha": alpha},
         "logging": {"runs_dir": str(tmp / "runs"), "tensorboard": False, "console": False},
     }
     if scenario == "lengths":
         base["data"] = {"kind": "file", "path": str(tmp / "long_tail.jsonl")}
-        base["reward"] = {"fns": [{"fn": "benchmarks/env_rewards.py:digit_fraction"}],
-                          "mode": "thread", "num_workers": 2}
+        base["reward"] = {
+            "fns": [{"fn": "benchmarks/env_rewards.py:digit_fraction"}],
+            "mode": "thread",
+            "num_workers": 2,
+        }
     else:
         base["data"] = {"kind": "arithmetic", "num_prompts": 500}
-        base["reward"] = {"fns": [{"fn": "benchmarks/env_rewards.py:slow_verifier"}],
-                          "mode": "process", "num_workers": REWARD_WORKERS, "timeout_s": 30}
+        base["reward"] = {
+            "fns": [{"fn": "benchmarks/env_rewards.py:slow_verifier"}],
+            "mode": "process",
+            "num_workers": REWARD_WORKERS,
+            "timeout_s": 30,
+        }
     return base
 
 
@@ -54,8 +71,10 @@ def write_long_tail_data(path: Path, n: int = 400) -> None:
     with open(path, "w") as f:
         for i in range(n):
             budget = min(200, int(6 * rng.paretovariate(1.1)))
-            f.write(json.dumps({"prompt": f"{i % 50}+{i % 7}=", "answer": "0",
-                                "max_tokens": budget}) + "\n")
+            f.write(
+                json.dumps({"prompt": f"{i % 50}+{i % 7}=", "answer": "0", "max_tokens": budget})
+                + "\n"
+            )
 
 
 def run(tmp: Path, model: str, worker, scenario: str, mode: str, alpha: int) -> list[dict]:
@@ -79,10 +98,13 @@ def scenario_numbers(tmp: Path, model: str, worker, scenario: str, reward_work: 
     g, r, t = (mean(sync, k) for k in ("time/rollout_s", "time/reward_tail_s", "time/train_s"))
     total = lambda rows: sum(x["time/step_s"] for x in rows)  # noqa: E731
     return {
-        "alpha0_s": total(a0), "alpha2_s": total(a2), "sync_s": total(sync),
+        "alpha0_s": total(a0),
+        "alpha2_s": total(a2),
+        "sync_s": total(sync),
         "speedup": total(a0) / total(a2),
         "bound": (g + r + t) / max(g, t, reward_work),
-        "stages": (g, r, t), "max_staleness": max(x["staleness/max"] for x in a2),
+        "stages": (g, r, t),
+        "max_staleness": max(x["staleness/max"] for x in a2),
     }
 
 
@@ -104,9 +126,11 @@ def main() -> None:
     env = scenario_numbers(tmp, model, worker, "env", env_work)
     for label, res in (("lengths", lengths), ("env", env)):
         g, r, t = res["stages"]
-        print(f"{label}: alpha0 {res['alpha0_s']:.2f}s  alpha2 {res['alpha2_s']:.2f}s  "
-              f"sync-loop {res['sync_s']:.2f}s  stages/step rollout {g:.2f}s reward-tail "
-              f"{r:.2f}s train {t:.2f}s  max staleness {res['max_staleness']}")
+        print(
+            f"{label}: alpha0 {res['alpha0_s']:.2f}s  alpha2 {res['alpha2_s']:.2f}s  "
+            f"sync-loop {res['sync_s']:.2f}s  stages/step rollout {g:.2f}s reward-tail "
+            f"{r:.2f}s train {t:.2f}s  max staleness {res['max_staleness']}"
+        )
         print(f"bound_{label}: {res['bound']:.2f}")
         print(f"speedup_{label}: {res['speedup']:.2f}")
     ray.shutdown()

@@ -23,10 +23,13 @@ def latency_of(completion: str) -> float:
 def mean_latency() -> float:
     """E[latency] of the capped log-normal (numerically)."""
     n = 20_000
-    return sum(
-        min(CAP_S, MEDIAN_S * math.exp(SIGMA * NormalDist().inv_cdf((i + 0.5) / n)))
-        for i in range(n)
-    ) / n
+    return (
+        sum(
+            min(CAP_S, MEDIAN_S * math.exp(SIGMA * NormalDist().inv_cdf((i + 0.5) / n)))
+            for i in range(n)
+        )
+        / n
+    )
 
 
 def digit_fraction(prompt: str, completion: str, **fields) -> float:

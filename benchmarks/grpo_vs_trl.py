@@ -4,7 +4,9 @@ Same model (SmolLM2-135M-Instruct, rlkit.data.smollm2), same prompts (rlkit's ar
 with the chat template, answers checked by `rewards.math:accuracy`), same group size, max new
 tokens, temperature, learning rate, no KL, float32, and the same cores (TRL: one process with
 every core's thread; rlkit: `placement` auto, i.e. colocated threads in sync mode and each stage
-its reserved CPUs in async mode, see rlkit.runtime.placement).
+its reserved CPUs in async mode, the trainer borrowing the rollout's while it idles, see
+rlkit.runtime.placement and rlkit.runtime.core_lease).  `async_vs_bound` compares the async
+step with the bound of perfect overlap on these cores: the sync run's rollout + train times.
 
 TRL is a bench-only optional dependency (`pip install trl`); without it the script measures
 rlkit's sync and async loops only and says so.  Every configuration runs in its own process;
@@ -92,6 +94,7 @@ def one_rlkit(a: argparse.Namespace, mode: str, alpha: int) -> dict:
         "time/train_s",
         "perf/rollout_busy_frac",
         "perf/train_busy_frac",
+        "perf/train_borrowed_frac",
         "throughput/tokens_per_s",
         "reward/mean",
     )
@@ -235,6 +238,11 @@ def main() -> None:
     for which in ("async1", "sync"):
         if base and res.get(which):
             print(f"speedup_{which}_vs_trl: {base['time/step_s'] / res[which]['time/step_s']:.2f}")
+    if res.get("sync") and res.get("async1"):
+        # the bound of an overlapped step: every stage's compute on all cores, one after the
+        # other, i.e. the synchronous stage times (rollout + train, each with every core)
+        bound = res["sync"]["time/rollout_s"] + res["sync"]["time/train_s"]
+        print(f"async_vs_bound: {res['async1']['time/step_s'] / bound:.2f} (bound {bound:.2f} s)")
     if base and res.get("sync"):
         print(f"speedup_vs_trl: {base['time/step_s'] / res['sync']['time/step_s']:.2f}")
     else:

@@ -179,6 +179,8 @@ class DeepSpeedPolicyTrainer:
         # logged `entropy/mean`, computed detached in the same chunked pass as the logprobs.
         self.entropy_mode = "grad" if any(t.name == "entropy" for t in self.terms) else "no_grad"
         self.hook = make_token_hook(*plan.hook)
+        # ZeRO reports the global grad norm; stage 0 (fp32, torch AdamW) does not: measured here
+        self._grad_norm = 0.0 if plan.ds_config["zero_optimization"]["stage"] == 0 else None
 
     def train_step(
         self,
@@ -214,7 +216,10 @@ class DeepSpeedPolicyTrainer:
                         # shares of a step total add up over micro-batches; the rest average
                         n = 1 if key.endswith("/share") else len(micro_batches)
                         totals[key] = totals.get(key, 0.0) + v / n / updates
-        totals["grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        reported = (
+            self._grad_norm if self._grad_norm is not None else self.engine.get_global_grad_norm()
+        )
+        totals["grad_norm"] = float(reported or 0.0)
         totals["lr"] = float(self.engine.get_lr()[0])
         totals["time/train_rank_s"] = time.perf_counter() - t0
         totals["train/micro_batches"] = float(sum(len(m) for m in plan))
@@ -266,6 +271,8 @@ class DeepSpeedPolicyTrainer:
         metrics["train/forward_tokens/share"] = float(tokens_of(every, lens, self.plan.packing))
         before()
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
+        if boundary and self._grad_norm is not None:  # reduced, not yet clipped
+            self._grad_norm = _total_grad_norm(self.engine.module)
         self.engine.step()
         return metrics
 
@@ -287,3 +294,15 @@ class DeepSpeedPolicyTrainer:
         if dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+def _total_grad_norm(module) -> float:
+    """‖∇‖₂ over the module's gradients (what ZeRO reports as the global grad norm)."""
+    import torch
+
+    grads = [p.grad.detach().float() for p in module.parameters() if p.grad is not None]
+    return (
+        float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        if grads
+        else 0.0
+    )

@@ -32,3 +32,30 @@ def test_vllm_binding_lists_allowed_cpus():
     ids = [int(x) for x in placement.vllm_cpu_binding(len(allowed)).split(",")]
     assert ids == allowed
     assert placement.vllm_cpu_binding(1, worker_index=1) == str(allowed[1 % len(allowed)])
+
+
+def test_async_disaggregated_trainer_borrows_every_core_while_the_rollout_idles():
+    from rlkit.runtime.core_lease import LeaseSignal, lends_cores
+
+    asyn = _cfg(**{"async": {"mode": "async"}}, trainer={"rank_cpus": 1.0})
+    assert lends_cores(asyn)
+    assert placement.trainer_threads(asyn, 2) == 1 and placement.trainer_idle_threads(asyn, 2) == 4
+    for cfg in (
+        _cfg(**{"async": {"mode": "sync"}}),  # the stages never overlap
+        _cfg(**{"async": {"mode": "async"}}, placement="colocated"),  # threads shared already
+        _cfg(**{"async": {"mode": "async"}}, ray={"address": "auto"}),  # other nodes' cores
+    ):
+        assert not lends_cores(cfg)
+        assert placement.trainer_idle_threads(cfg, 2) == placement.trainer_threads(cfg, 2)
+
+    sent = []
+
+    class _Remote:
+        def remote(self, idle):
+            sent.append(idle)
+
+    lease = type("Lease", (), {"set_idle": _Remote()})()
+    signal = LeaseSignal(lease)
+    for idle in (False, False, True, True, False):
+        signal.update(idle)
+    assert sent == [False, True, False]  # one message per change
