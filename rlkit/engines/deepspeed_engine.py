@@ -288,6 +288,22 @@ class DeepSpeedPolicyTrainer:
             state = merged_state_dict(module) if self.rank == 0 else None
         return state
 
+    def offload_states(self) -> None:
+        """GPU hybrid engine: ZeRO states (parameters, gradients, optimizer) to pinned host
+        memory (`DeepSpeedEngine.offload_states`).  A stage-0 group (torch optimizer) has none:
+        nothing moves."""
+        import torch
+
+        if torch.cuda.is_available() and hasattr(self.engine.optimizer, "offload_states"):
+            self.engine.offload_states()
+            torch.cuda.empty_cache()
+
+    def reload_states(self) -> None:
+        import torch
+
+        if torch.cuda.is_available() and hasattr(self.engine.optimizer, "offload_states"):
+            self.engine.reload_states()
+
     def shutdown(self) -> None:
         import torch.distributed as dist
 

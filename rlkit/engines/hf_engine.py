@@ -139,6 +139,14 @@ class HFEngine:
             out.append(lp.tolist())
         return out
 
+    def sleep(self) -> None:
+        """GPU hybrid engine: the model to host memory (nothing to do on CPU)."""
+        self._device = next(self.model.parameters()).device
+        self.model.to("cpu")
+
+    def wake_up(self) -> None:
+        self.model.to(getattr(self, "_device", "cpu"))
+
     def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
         """Replace all weights from safetensors bytes (a full state dict) and set `version`."""
         from safetensors.torch import load

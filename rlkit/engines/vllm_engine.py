@@ -104,6 +104,7 @@ class VLLMEngine:
         enable_prefix_caching: bool = True,
         gpu_memory_utilization: float = 0.5,
         block_size: int | None = None,
+        sleep_mode: bool = False,
     ):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gib))))
         from vllm import LLM
@@ -120,6 +121,8 @@ class VLLMEngine:
             # KV block size (None: vLLM's default, 128 on CPU). Smaller blocks let prefix caching
             # share more of a beam's prefix across the one-token requests of beam search.
             **({"block_size": block_size} if block_size else {}),
+            # GPU hybrid engine (rlkit.runtime.hybrid): weights and KV cache released on `sleep`
+            **({"enable_sleep_mode": True} if sleep_mode else {}),
             **_cpu_scheduler_kwargs(),
         )
         self._engine = self.llm.llm_engine
@@ -127,6 +130,15 @@ class VLLMEngine:
         self._start_version: dict[str, int] = {}
         self._score_jobs: dict[str, tuple[list[int], int]] = {}  # id -> (tokens, from)
         self.rescored = 0  # scoring jobs run again without prefix-cache reads
+
+    def sleep(self) -> None:
+        """GPU hybrid engine: weights to host memory, KV cache dropped (vLLM sleep level 1;
+        the engine must be built with `sleep_mode=True` and hold no request)."""
+        self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        """Weights and an empty KV cache back on the GPU."""
+        self.llm.wake_up()
 
     @property
     def version(self) -> int:

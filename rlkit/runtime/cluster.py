@@ -82,20 +82,25 @@ def start_rollout_workers(
     engine_kw: dict,
     threads: int | None = None,
     vllm_bind: bool = False,
+    num_gpus: float = 0.0,
+    bundles=None,
 ):
     """`n` rollout worker actors, each holding one engine, each reserving `cpus` CPUs.
 
     `threads`: torch threads of a worker (default: floor(cpus), at least 1); `vllm_bind`: pin a
-    vLLM CPU engine's OpenMP threads to `threads` cores (rlkit.runtime.placement)."""
+    vLLM CPU engine's OpenMP threads to `threads` cores (rlkit.runtime.placement); `num_gpus`:
+    each worker's GPU share, worker i in bundle i of the placement group `bundles` when given
+    (rlkit.runtime.gpu_placement)."""
     import ray
 
+    from rlkit.runtime.gpu_placement import in_bundle
     from rlkit.runtime.placement import vllm_cpu_binding
     from rlkit.runtime.rollout_worker import RolloutWorker
 
     threads = max(1, int(cpus)) if threads is None else threads
     actor = ray.remote(num_cpus=cpus, runtime_env={"env_vars": actor_env()})(RolloutWorker)
     return [
-        actor.remote(
+        actor.options(num_gpus=num_gpus, **in_bundle(bundles, i)).remote(
             kind,
             model_path,
             engine_kw,

@@ -101,9 +101,11 @@ class CriticGroup:
         rank_cpus: float,
         env: dict,
         nodes: list[str] | None = None,
+        num_gpus: float = 0.0,
     ):
         """`cfg` is the whole RecipeConfig, handed to every rank as is; `nodes` (Ray node ids,
-        one per rank, cycled) pins the ranks: colocated placement."""
+        one per rank, cycled) pins the ranks: colocated placement; `num_gpus`: each separate
+        rank's GPUs on a GPU cluster (rlkit.runtime.gpu_placement)."""
         from rlkit.config.schema import critic_count
 
         self.world, self.num_critics = world, critic_count(cfg)
@@ -113,7 +115,7 @@ class CriticGroup:
             )
         else:
             self.ranks, self._setup = start_rank_group(
-                CriticRank, world, rank_cpus, env, model_path, cfg
+                CriticRank, world, rank_cpus, env, model_path, cfg, num_gpus=num_gpus
             )
 
     def wait_ready(self) -> None:

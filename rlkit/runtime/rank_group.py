@@ -81,14 +81,20 @@ class RankActor:
         return True
 
 
-def start_rank_group(cls: type, world: int, rank_cpus: float, env: dict, *args) -> tuple:
+def start_rank_group(
+    cls: type, world: int, rank_cpus: float, env: dict, *args, num_gpus: float = 0.0, bundles=None
+) -> tuple:
     """Create `world` actors of `cls` and start `setup(rank, world, addr, port, *args)` on each.
+    `num_gpus`: each rank's GPU share; rank r in bundle r of the placement group `bundles`
+    when given (rlkit.runtime.gpu_placement).
 
     Returns (actors, setup ObjectRefs); wait on the refs before using the group."""
     import ray
 
-    actor = ray.remote(num_cpus=rank_cpus, runtime_env={"env_vars": env})(cls)
-    ranks = [actor.remote() for _ in range(world)]
+    from rlkit.runtime.gpu_placement import in_bundle
+
+    actor = ray.remote(num_cpus=rank_cpus, num_gpus=num_gpus, runtime_env={"env_vars": env})(cls)
+    ranks = [actor.options(**in_bundle(bundles, r)).remote() for r in range(world)]
     addr, port = ray.get(ranks[0].rendezvous.remote())
     setups = [r.setup.remote(i, world, addr, port, *args) for i, r in enumerate(ranks)]
     return ranks, setups

@@ -147,6 +147,15 @@ class RolloutWorker:
             engine.load_weights(blob, version)
         return version
 
+    def sleep(self) -> None:
+        """GPU hybrid engine: release the GPU to the trainer (rlkit.runtime.hybrid)."""
+        with self.loop.hold() as engine:
+            engine.sleep()
+
+    def wake_up(self) -> None:
+        with self.loop.hold() as engine:
+            engine.wake_up()
+
     def init_nccl_sync(self, host: str, port: int, rank_offset: int, world: int) -> None:
         with self.loop.hold() as engine:
             engine.init_nccl_sync(host, port, rank_offset, world)

@@ -22,6 +22,7 @@ class Components:
     evaluator: dict | None = None
     own_workers: bool = True
     own_rewards: bool = True
+    hybrid: bool = False  # GPU colocated: rollout and training take turns (runtime.hybrid)
 
     def wait_ready(self, cfg: RecipeConfig) -> None:
         """Engines, DeepSpeed groups and reward workers up (before the clock starts)."""
@@ -62,15 +63,23 @@ def engine_settings(cfg: RecipeConfig) -> dict:
     }
 
 
+def sleep_setting(cfg: RecipeConfig, hybrid: bool) -> dict:
+    """vLLM's sleep mode for the hybrid engine (an HF engine sleeps without it)."""
+    return {"sleep_mode": True} if hybrid and cfg.rollout.engine == "vllm" else {}
+
+
 def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -> Components:
     """Rollout workers (or reset the given ones), trainer group, reference, critic, rewards."""
     import ray
 
     from rlkit.rewards import RewardPool
     from rlkit.runtime import cluster, placement
+    from rlkit.runtime.gpu_placement import cluster_gpus, gpu_shares, hybrid_bundles
     from rlkit.runtime.trainer_group import ReferenceModel, TrainerGroup
 
     r, env = cfg.rollout, cluster.actor_env()
+    gpus = gpu_shares(cfg, cluster_gpus())
+    bundles = hybrid_bundles(cfg) if gpus.hybrid else None
     if workers is None:
         colocated = placement.resolve(cfg) == "colocated"
         workers, own_workers = (
@@ -79,9 +88,11 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
                 model_path,
                 r.num_workers,
                 r.worker_cpus,
-                engine_settings(cfg),
+                engine_settings(cfg) | sleep_setting(cfg, gpus.hybrid),
                 threads=placement.rollout_threads(cfg),
                 vllm_bind=colocated and not cfg.ray.address,
+                num_gpus=gpus.worker,
+                bundles=bundles,
             ),
             True,
         )
@@ -94,6 +105,8 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         world=cfg.trainer.world_size,
         rank_cpus=cfg.trainer.rank_cpus,
         env=env,
+        num_gpus=gpus.rank,
+        bundles=bundles,
     )
     reference = None
     if cfg.algo.kl_beta > 0:
@@ -115,10 +128,11 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         trainer,
         reward_pool,
         reference,
-        critic=start_critic(cfg, model_path, trainer) if cfg.critic.enabled else None,
-        evaluator=start_evaluator(cfg, model_path) if cfg.eval.every > 0 else None,
+        critic=start_critic(cfg, model_path, trainer, gpus.critic) if cfg.critic.enabled else None,
+        evaluator=start_evaluator(cfg, model_path, gpus.evaluator) if cfg.eval.every > 0 else None,
         own_workers=own_workers,
         own_rewards=own_rewards,
+        hybrid=gpus.hybrid,
     )
 
 
@@ -133,6 +147,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     from rlkit.runtime import prepare
     from rlkit.runtime.checkpoints import step_of
     from rlkit.runtime.core_lease import wire_lease
+    from rlkit.runtime.hybrid import make_switch
     from rlkit.runtime.resume import resume_from, resume_point, trim_records
     from rlkit.runtime.spine import Spine
 
@@ -173,6 +188,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         parts.wait_ready(cfg)
         if checkpoint is not None:
             resume_from(spine, checkpoint, log=log)
+        spine.dispatch.switch = make_switch(cfg, parts.workers, parts.trainer, parts.hybrid)
         spine.recorder.t_last = time.perf_counter()
         run_loop(cfg, spine, run_dir)
         spine.recorder.collect_evals(wait=True)
@@ -254,15 +270,18 @@ def loop_for(cfg: RecipeConfig):
     return run_sync if cfg.async_.mode == "sync" else run_async
 
 
-def start_evaluator(cfg: RecipeConfig, model_path: str) -> dict:
-    """The eval actor and what it runs (see Spine.maybe_eval)."""
+def start_evaluator(cfg: RecipeConfig, model_path: str, num_gpus: float = 0.0) -> dict:
+    """The eval actor (`num_gpus`: its GPUs on a GPU cluster) and what it runs (see
+    Spine.maybe_eval)."""
     import ray
 
     from rlkit.runtime.cluster import actor_env
     from rlkit.runtime.eval_worker import EvalWorker
 
     e = cfg.eval
-    actor = ray.remote(num_cpus=0, runtime_env={"env_vars": actor_env()})(EvalWorker)
+    actor = ray.remote(num_cpus=0, num_gpus=num_gpus, runtime_env={"env_vars": actor_env()})(
+        EvalWorker
+    )
     return {
         "actor": actor.remote(e.engine, model_path, engine_settings(cfg)),
         "every": e.every,
@@ -273,7 +292,7 @@ def start_evaluator(cfg: RecipeConfig, model_path: str) -> dict:
     }
 
 
-def start_critic(cfg: RecipeConfig, model_path: str, trainer: Any = None):
+def start_critic(cfg: RecipeConfig, model_path: str, trainer: Any = None, num_gpus: float = 0.0):
     """The critic group (PPO: one value model; AsyPPO: several mini-critics) as its own
     DeepSpeed group; its backbone from rlkit.runtime.critic_group.critic_model_path.
     `critic.placement: colocated` reserves no CPUs and pins critic rank r to trainer rank r's
@@ -296,4 +315,5 @@ def start_critic(cfg: RecipeConfig, model_path: str, trainer: Any = None):
         rank_cpus=cpus,
         env=actor_env(),
         nodes=nodes,
+        num_gpus=num_gpus,
     )

@@ -18,6 +18,7 @@ from rlkit.runtime.trainer_group import merge_rank_metrics
 class TrainerDispatch:
     def __init__(self, pipeline: Any, trainer: Any):
         self.pipeline, self.trainer = pipeline, trainer
+        self.switch = None  # rlkit.runtime.hybrid.HybridSwitch on a GPU colocated run
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlkit-train")
 
     def submit(self, groups: list, stats: dict) -> Future:
@@ -31,7 +32,11 @@ class TrainerDispatch:
         batch = self.pipeline(groups)
         stats.update(batch.stats)
         side = list(batch.extra_refs)  # e.g. the critic update, running beside the policy's
+        if self.switch is not None:  # after the credit stages: probes need awake workers
+            self.switch.to_train()
         results = ray.get(side + self.trainer.train_step_async(batch.samples))
+        if self.switch is not None:  # before the publication: loading needs awake workers
+            self.switch.to_rollout()
         metrics = merge_rank_metrics(results[len(side) :])
         if side:
             per = results[: len(side)]

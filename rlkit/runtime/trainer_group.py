@@ -83,6 +83,12 @@ class TrainerRank(RankActor):
         state = self.trainer.export_state()
         return 0 if state is None else self.broadcaster.broadcast(state)
 
+    def offload_states(self) -> None:
+        self.trainer.offload_states()
+
+    def reload_states(self) -> None:
+        self.trainer.reload_states()
+
     def shutdown(self) -> None:
         self.trainer.shutdown()
 
@@ -99,8 +105,19 @@ def global_normalizers(samples: list[TrainSample], max_len: int) -> dict[str, fl
 class TrainerGroup:
     """Creates the rank actors and fans a step out to them."""
 
-    def __init__(self, model_path: str, cfg, *, world: int, rank_cpus: float, env: dict):
-        """`cfg` is the whole RecipeConfig; every rank receives it as is."""
+    def __init__(
+        self,
+        model_path: str,
+        cfg,
+        *,
+        world: int,
+        rank_cpus: float,
+        env: dict,
+        num_gpus: float = 0.0,
+        bundles=None,
+    ):
+        """`cfg` is the whole RecipeConfig; every rank receives it as is.  `num_gpus` /
+        `bundles`: each rank's GPU share and placement group (rlkit.runtime.gpu_placement)."""
         self.world = world
         self.max_len = cfg.rollout.max_tokens
         self.mini_batches = cfg.trainer.mini_batches
@@ -111,7 +128,7 @@ class TrainerGroup:
         )
         self.lease = None  # a CoreLease when the ranks borrow idle rollout cores
         self.ranks, self._setup = start_rank_group(
-            TrainerRank, world, rank_cpus, env, model_path, cfg
+            TrainerRank, world, rank_cpus, env, model_path, cfg, num_gpus=num_gpus, bundles=bundles
         )
 
     def wait_ready(self) -> None:
@@ -149,6 +166,13 @@ class TrainerGroup:
         specs = ray.get([r.init_nccl_sync.remote(host, port, world) for r in self.ranks])[0]
         ray.get(joins)
         self.nccl_specs = specs
+
+    def offload_states_async(self) -> list:
+        """GPU hybrid engine: every rank's DeepSpeed states to host memory (runtime.hybrid)."""
+        return [r.offload_states.remote() for r in self.ranks]
+
+    def reload_states_async(self) -> list:
+        return [r.reload_states.remote() for r in self.ranks]
 
     def broadcast_weights_async(self) -> list:
         return [r.broadcast_weights.remote() for r in self.ranks]

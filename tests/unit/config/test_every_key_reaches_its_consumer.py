@@ -97,6 +97,7 @@ def components(cfg, monkeypatch, model_path):
     monkeypatch.setattr("rlkit.runtime.critic_group.CriticGroup", rec("critic"))
     monkeypatch.setattr("rlkit.rewards.RewardPool", rec("rewards"))
     monkeypatch.setattr("rlkit.runtime.critic_group.actor_nodes", lambda ranks: ["trainer-node"])
+    monkeypatch.setattr("rlkit.runtime.gpu_placement.cluster_gpus", lambda: 0.0)  # a CPU cluster
     monkeypatch.setattr(ray, "remote", lambda **kw: lambda cls: _Recorded(cls.__name__, calls))
     parts = run.start_components(cfg, model_path, None, None)
     evaluator = {k: v for k, v in (parts.evaluator or {}).items() if k != "actor"}
