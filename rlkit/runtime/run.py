@@ -23,6 +23,8 @@ class Components:
     own_workers: bool = True
     own_rewards: bool = True
     hybrid: bool = False  # GPU colocated: rollout and training take turns (runtime.hybrid)
+    bundles: Any = None  # the hybrid engine's placement group
+    lease: Any = None  # the CoreLease actor when the trainer borrows idle rollout cores
 
     def wait_ready(self, cfg: RecipeConfig) -> None:
         """Engines, DeepSpeed groups and reward workers up (before the clock starts)."""
@@ -44,11 +46,15 @@ class Components:
         self.trainer.shutdown()
         if self.critic is not None:
             self.critic.shutdown()
-        actors = [self.reference, (self.evaluator or {}).get("actor")]
+        actors = [self.reference, (self.evaluator or {}).get("actor"), self.lease]
         actors += self.workers if self.own_workers else []
         for actor in actors:
             if actor is not None:
                 ray.kill(actor)
+        if self.bundles is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.bundles)
 
 
 def engine_settings(cfg: RecipeConfig) -> dict:
@@ -133,6 +139,7 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         own_workers=own_workers,
         own_rewards=own_rewards,
         hybrid=gpus.hybrid,
+        bundles=bundles,
     )
 
 
@@ -183,7 +190,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         model_path=model_path,
     )
     spine.recorder.evaluator = parts.evaluator
-    wire_lease(cfg, parts.trainer, spine)
+    parts.lease = wire_lease(cfg, parts.trainer, spine)
     try:
         parts.wait_ready(cfg)
         if checkpoint is not None:
