@@ -15,9 +15,10 @@ On CPU a placement is a thread-count policy (docs/placement.md):
 - `auto`: colocated for `async.mode: sync`, disaggregated otherwise (the stages overlap).
 
 `cores` is `ray.num_cpus` for the embedded cluster (the CPUs the run owns), else the CPUs this
-process may run on.  On GPU the colocated placement of verl / OpenRLHF / TRL (vLLM asleep with
-weights and KV cache released while the trainer runs) is not implemented here: GPU recipes
-place the stages on separate GPUs.
+process may run on.  An asynchronous disaggregated trainer borrows the rollout workers' cores
+while they idle (rlkit.runtime.core_lease).  On a cluster with GPUs the same key decides the GPU
+requests: whole GPUs per actor, or the hybrid engine of verl / OpenRLHF / TRL (trainer rank i
+and vLLM worker i sharing GPU i, taking turns; rlkit.runtime.gpu_placement and .hybrid).
 """
 
 from __future__ import annotations
