@@ -316,9 +316,9 @@ def _total_grad_norm(module) -> float:
     """‖∇‖₂ over the module's gradients (what ZeRO reports as the global grad norm)."""
     import torch
 
-    grads = [p.grad.detach().float() for p in module.parameters() if p.grad is not None]
-    return (
-        float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
-        if grads
-        else 0.0
-    )
+    norms = [
+        torch.linalg.vector_norm(p.grad.detach().float())
+        for p in module.parameters()
+        if p.grad is not None
+    ]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
