@@ -48,10 +48,11 @@ class HybridSwitch:
         self.switches += 1
 
 
-def make_switch(cfg: Any, workers: list, trainer: Any, hybrid: bool) -> HybridSwitch | None:
-    """The switch of a hybrid run, after the components are ready (the trainer's states go to
-    host memory first: the workers generate the first batch); None otherwise."""
-    if not hybrid:
+def make_switch(workers: list, trainer: Any, bundles: Any) -> HybridSwitch | None:
+    """The switch of a hybrid run (one that placed its pairs in the placement group `bundles`),
+    after the components are ready: the trainer's states go to host memory first, since the
+    workers generate the first batch.  None for any other run."""
+    if bundles is None:
         return None
     switch = HybridSwitch(workers, trainer)
     switch.to_rollout()

@@ -22,8 +22,7 @@ class Components:
     evaluator: dict | None = None
     own_workers: bool = True
     own_rewards: bool = True
-    hybrid: bool = False  # GPU colocated: rollout and training take turns (runtime.hybrid)
-    bundles: Any = None  # the hybrid engine's placement group
+    bundles: Any = None  # the GPU hybrid engine's placement group (runtime.hybrid)
     lease: Any = None  # the CoreLease actor when the trainer borrows idle rollout cores
 
     def wait_ready(self, cfg: RecipeConfig) -> None:
@@ -138,7 +137,6 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         evaluator=start_evaluator(cfg, model_path, gpus.evaluator) if cfg.eval.every > 0 else None,
         own_workers=own_workers,
         own_rewards=own_rewards,
-        hybrid=gpus.hybrid,
         bundles=bundles,
     )
 
@@ -195,7 +193,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         parts.wait_ready(cfg)
         if checkpoint is not None:
             resume_from(spine, checkpoint, log=log)
-        spine.dispatch.switch = make_switch(cfg, parts.workers, parts.trainer, parts.hybrid)
+        spine.dispatch.switch = make_switch(parts.workers, parts.trainer, parts.bundles)
         spine.recorder.t_last = time.perf_counter()
         run_loop(cfg, spine, run_dir)
         spine.recorder.collect_evals(wait=True)
