@@ -56,6 +56,25 @@ def test_alpha0_equals_synchronous_loop(tmp_path, tiny_model, vllm_worker):
     assert "perf/train_borrowed_frac" not in sync[0]  # only asynchronous loops lend cores
 
 
+def test_alpha0_equals_synchronous_loop_while_lending_cores(tmp_path, tiny_model, vllm_worker):
+    """One rank on the run's 2 CPUs: the async trainer borrows the idle rollout core (at alpha 0
+    the rollout is idle during every train step), so it trains with the thread count of the
+    synchronous loop and their numbers agree bit for bit."""
+    one_rank = {"trainer": {"world_size": 1}}
+    sync = _run(tmp_path, tiny_model, vllm_worker, "s1", **{"async": {"mode": "sync"}}, **one_rank)
+    asyn = _run(
+        tmp_path, tiny_model, vllm_worker, "a01", **{"async": {"mode": "async", "alpha": 0}},
+        **one_rank,
+    )  # fmt: skip
+    assert all(a["perf/train_borrowed_frac"] == 1.0 for a in asyn)
+    for s, a in zip(sync, asyn, strict=True):
+        assert (a["loss"], a["grad_norm"], a["reward/mean"]) == (
+            s["loss"],
+            s["grad_norm"],
+            s["reward/mean"],
+        )
+
+
 def test_alpha2_bounded_staleness_and_run_outputs(tmp_path, tiny_model, vllm_worker):
     # One rank on the run's 2 CPUs: the float32 ZeRO-2 group runs as stage 0, and the rank
     # (1 reserved CPU) borrows the rollout worker's core while it idles (core_lease).
