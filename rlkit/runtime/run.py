@@ -149,6 +149,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     `resume` (a run folder) continues from its newest checkpoint (rlkit.runtime.resume)."""
     from transformers import AutoTokenizer
 
+    from rlkit.engines.deepspeed_engine import train_zero_stage
     from rlkit.runtime import prepare
     from rlkit.runtime.checkpoints import step_of
     from rlkit.runtime.core_lease import wire_lease
@@ -166,8 +167,6 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     model_path = prepare.prepare_model(cfg, run_dir, log=log)
     eos_id = AutoTokenizer.from_pretrained(model_path).eos_token_id
     start_ray(cfg)
-    from rlkit.engines.deepspeed_engine import train_zero_stage
-
     log(
         f"[rlkit] starting {cfg.rollout.num_workers} {cfg.rollout.engine} rollout worker(s) "
         f"and a {cfg.trainer.world_size}-rank DeepSpeed ZeRO-{train_zero_stage(cfg)} group"
