@@ -96,7 +96,7 @@ class ThreadPicker:
         import ray
         import torch
 
-        idle = self.lease is not None and bool(ray.get(self.lease.rollout_idle.remote()))
+        idle = bool(ray.get(self.lease.rollout_idle.remote()))
         n = self.idle_threads if idle else self.threads
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
