@@ -18,6 +18,41 @@ from typing import Any
 
 FILE_MODULES: dict[str, str] = {}  # synthetic module name -> absolute file path
 
+# Every module whose import registers built-in algorithms, stages, strategies, request kinds or
+# rewards, lowest layer first.  The one list: registries load it on their first miss, so no
+# module imports another only for its registrations, and the library never names a method
+# package in code (layers: docs/architecture.md).  A method package adds its line here.
+BUILTIN_MODULES: tuple[str, ...] = (
+    "rlkit.algos.advantages",
+    "rlkit.algos.gae",
+    "rlkit.algos.policy_losses",
+    "rlkit.algos.off_policy",
+    "rlkit.algos.loss_terms",
+    "rlkit.algos.kl",
+    "rlkit.algos.aggregation",
+    "rlkit.algos.asyppo",
+    "rlkit.algos.vps",
+    "rlkit.algos.vps_beliefs",
+    "rlkit.algos.attention_credit",
+    "rlkit.algos.attention_hook",
+    "rlkit.credit.stages",
+    "rlkit.credit.vps_stage",
+    "rlkit.credit.asyppo_stage",
+    "rlkit.runtime.strategies",
+    "rlkit.runtime.beam_strategy",
+)
+_BUILTINS_LOADED = False
+
+
+def load_builtins() -> None:
+    """Import every module of `BUILTIN_MODULES` once (they register themselves)."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
 
 class PluginLoadError(ValueError):
     """A recipe named code that could not be loaded."""

@@ -39,19 +39,37 @@ class Registry(dict):
         self.kind = kind
 
     def __missing__(self, name: str) -> Any:
-        """A `module:function` or `path/to/file.py:function` spec loads user code (cached)."""
-        if isinstance(name, str) and ":" in name:
-            from rlkit.plugins import load_callable
+        """A `module:function` or `path/to/file.py:function` spec loads user code (cached); a
+        plain name not yet registered loads the built-ins first (rlkit.plugins.BUILTIN_MODULES)."""
+        from rlkit.plugins import load_builtins, load_callable
 
+        if isinstance(name, str) and ":" in name:
             self[name] = load_callable(name, kind=self.kind)
             return self[name]
+        load_builtins()
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
         raise UnknownNameError(self.kind, name, self.keys())
+
+    def __contains__(self, name: object) -> bool:
+        if not dict.__contains__(self, name):
+            from rlkit.plugins import load_builtins
+
+            load_builtins()
+        return dict.__contains__(self, name)
+
+    def names(self) -> list[str]:
+        """Every registered name, built-ins included (sorted)."""
+        from rlkit.plugins import load_builtins
+
+        load_builtins()
+        return sorted(self)
 
     def register(self, name: str, *, override: bool = False) -> Callable[[F], F]:
         """Decorator registering ``fn`` under ``name``; re-registering needs ``override=True``."""
 
         def deco(fn: F) -> F:
-            if name in self and not override:
+            if dict.__contains__(self, name) and not override:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self[name] = fn
             return fn
