@@ -1,6 +1,8 @@
-"""Shipped reward functions, plain Python (see docs/rewards.md).
+"""Reward functions as users read and copy them (see docs/rewards.md).
 
-Name them in a recipe by path (``rewards.math:accuracy``) or by registered short name
-(``math_accuracy``). Submodules are imported on demand; none imports torch, and
-``rewards.math`` imports math-verify only on its first non-trivial call.
+``rewards.math``, ``rewards.format`` and ``rewards.length`` re-export the library's shipped
+rewards (``rlkit/rewards/builtin/``) under the paths recipes use (``rewards.math:accuracy``);
+their registered short names (``math_accuracy``, ...) work without this package.  Your own
+reward is a plain function in a file of yours, named in the recipe as ``path/to/file.py:fn``.
+Submodules are imported on demand; none imports torch.
 """

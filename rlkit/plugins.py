@@ -35,11 +35,17 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rlkit.algos.vps_beliefs",
     "rlkit.algos.attention_credit",
     "rlkit.algos.attention_hook",
+    "rlkit.rewards.builtin.math",
+    "rlkit.rewards.builtin.format",
+    "rlkit.rewards.builtin.length",
     "rlkit.credit.stages",
     "rlkit.credit.vps_stage",
     "rlkit.credit.asyppo_stage",
     "rlkit.runtime.strategies",
-    "rlkit.runtime.beam_strategy",
+    "rlkit.methods.rere.strategy",
+    "rlkit.methods.rere.beam_jobs",
+    "rlkit.methods.rere.rewards",
+    "rlkit.methods.rere.ranker",
 )
 _BUILTINS_LOADED = False
 

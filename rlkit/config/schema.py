@@ -205,7 +205,7 @@ class AsyncConfig:
 
 @dataclass(frozen=True)
 class RewardFnConfig:
-    fn: str = "rewards.math:accuracy"
+    fn: str = "math_accuracy"  # registered name (rlkit/rewards/builtin/math.py:accuracy)
     weight: float = 1.0
     kwargs: dict[str, Any] = field(default_factory=dict)  # knobs passed to the function
 
@@ -262,7 +262,7 @@ class RecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
-    # Who gets the machine's cores (rlkit.runtime.placement; docs/placement.md): `colocated` =
+    # Who gets the machine's cores (rlkit.runtime.placement.threads; docs/placement.md): `colocated` =
     # the busy stage (rollout while generating, trainer while training) uses every core's
     # thread; `disaggregated` = each actor keeps the threads of the CPUs it reserves;
     # `auto` = colocated for `async.mode: sync` (stages never overlap), else disaggregated.

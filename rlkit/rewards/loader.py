@@ -4,12 +4,13 @@ Accepted forms:
     ``"rewards.math:accuracy"``        module (importable from sys.path or the working dir) : attr
     ``"path/to/my_reward.py:brevity"`` a Python file (relative to the working dir) : attr
     ``"math_accuracy"``                a name registered with ``@reward("math_accuracy")``
+A short name not registered yet loads the built-ins (``rlkit.plugins.BUILTIN_MODULES``: the
+library's own rewards and those of method packages) once, as every registry does on a miss.
 Every failure raises :class:`RewardLoadError` with one message naming what was wrong.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from collections.abc import Callable
@@ -18,11 +19,8 @@ from types import ModuleType
 from typing import Any
 
 from rlkit.plugins import FILE_MODULES as _FILE_MODULES
-from rlkit.plugins import import_target, load_attr
+from rlkit.plugins import import_target, load_attr, load_builtins
 from rlkit.rewards.registry import registered, registered_names, reward_meta
-
-# Modules of the shipped rewards, imported when a short name is not registered yet.
-SHIPPED_MODULES = ("rewards.math", "rewards.format", "rewards.length", "rewards.rec")
 
 
 class RewardLoadError(ValueError):
@@ -76,11 +74,7 @@ def _load_attr(spec: str, module: ModuleType, attr: str) -> Callable[..., Any]:
 def _lookup_name(spec: str) -> Callable[..., Any]:
     fn = registered(spec)
     if fn is None:
-        for module in SHIPPED_MODULES:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                continue
+        load_builtins()
         fn = registered(spec)
     if fn is None:
         raise RewardLoadError(

@@ -1,4 +1,4 @@
-"""Math grading: last boxed answer, GSM8K gold, math-verify equivalence (gold first)."""
+"""Math grading: last boxed answer, GSM8K gold, the training reward's equivalence (gold first)."""
 
 from __future__ import annotations
 
@@ -19,22 +19,27 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=["shared", "local"])
-def grader(request, monkeypatch):
-    """Run every case through the shared reward (if present) and through the local fallback."""
-    if request.param == "local":
-        monkeypatch.setattr(grading, "_shared", lambda: None)
-    elif grading._shared() is None:
-        pytest.skip("rewards.math is not available")
-    return grading
-
-
 @pytest.mark.parametrize("gold, completion, pred, correct", CASES)
-def test_grade(grader, gold, completion, pred, correct):
+def test_grade(gold, completion, pred, correct):
     pytest.importorskip("math_verify")
-    got_pred, got_correct = grader.grade(gold, completion)
+    got_pred, got_correct = grading.grade(gold, completion)
     assert got_pred == pred
     assert got_correct is correct
+
+
+def test_grade_is_the_training_reward(monkeypatch):
+    """Evaluation calls the reward `math_accuracy` (strict: no text fallback), not a copy."""
+    pytest.importorskip("math_verify")
+    calls = []
+
+    def fake_accuracy(prompt, completion, answer, fallback_to_text):
+        calls.append((completion, answer, fallback_to_text))
+        return 1.0
+
+    monkeypatch.setattr(grading, "accuracy", fake_accuracy)
+    assert grading.grade("7", "\\boxed{8}") == ("8", True)
+    assert calls == [("\\boxed{8}", "7", False)]
+    assert grading.grader_name() == "math_accuracy"
 
 
 def test_gsm8k_gold():
@@ -57,18 +62,15 @@ def test_grading_outside_main_thread_does_not_raise():
 
 
 def test_normalised_fallback_without_math_verify(monkeypatch):
-    import builtins
+    monkeypatch.setattr(grading, "_has_math_verify", lambda: False)
 
-    real_import = builtins.__import__
+    def no_reward(*a, **k):
+        raise AssertionError("the reward needs math-verify; the fallback must not call it")
 
-    def no_math_verify(name, *a, **k):
-        if name.startswith("math_verify"):
-            raise ImportError(name)
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_math_verify)
-    monkeypatch.setattr(grading, "_shared", lambda: None)
+    monkeypatch.setattr(grading, "accuracy", no_reward)
     assert grading.grader_name() == "normalised-string"
+    assert grading.grade("1,000", "so \\boxed{1000.0}") == ("1000.0", True)
+    assert grading.grade("3", "\\boxed{4}") == ("4", False)
     assert grading.is_equivalent("1,000", "1000.0")
     assert grading.is_equivalent("\\frac{1}{2}", "\\dfrac{1}{2}")
     assert not grading.is_equivalent("3", "4")

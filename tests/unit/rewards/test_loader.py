@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from rlkit.rewards import RewardLoadError, load_reward, resolve_reward, reward
@@ -10,6 +13,17 @@ from rlkit.rewards import RewardLoadError, load_reward, resolve_reward, reward
 def test_dotted_path_loads_shipped_reward():
     fn = load_reward("rewards.math:accuracy")
     assert fn("q", "\\boxed{7}", answer="7") == 1.0
+
+
+def test_recipe_paths_of_shipped_rewards_are_the_library_functions():
+    """`rewards.math:accuracy` & co. re-export the library's code (one definition each)."""
+    from rlkit.rewards.builtin import format as fmt
+    from rlkit.rewards.builtin import length, math
+
+    assert load_reward("rewards.math:accuracy") is math.accuracy
+    assert load_reward("rewards.math:boxed_format") is math.boxed_format
+    assert load_reward("rewards.format:think_answer_format") is fmt.think_answer_format
+    assert load_reward("rewards.length:overlong_penalty") is length.overlong_penalty
 
 
 def test_dotted_path_from_a_package_on_sys_path(tmp_path, monkeypatch):
@@ -40,6 +54,23 @@ def test_registered_short_name_and_batch_flag():
     assert loaded.source is None  # local function: only thread mode can run it
 
 
+def test_builtin_short_names_resolve_in_a_fresh_process_without_shipped_content():
+    """A registered name loads the built-ins list (rlkit.plugins.BUILTIN_MODULES); the library
+    never imports the top-level `rewards/` package to find it."""
+    code = (
+        "import sys\n"
+        "from rlkit.rewards import resolve_reward\n"
+        "names = ['math_accuracy', 'boxed_format', 'think_answer_format',\n"
+        "         'think_closed_format', 'overlong_penalty']\n"
+        "srcs = [resolve_reward(n).source for n in names]\n"
+        "assert all(s.startswith('rlkit.rewards.builtin.') for s in srcs), srcs\n"
+        "shipped = sorted(m for m in sys.modules if m == 'rewards' or m.startswith('rewards.'))\n"
+        "assert not shipped, shipped\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_shipped_short_names_resolve_without_prior_import():
     assert resolve_reward("math_accuracy").fn is load_reward("rewards.math:accuracy")
     assert resolve_reward("rere").batch
@@ -57,7 +88,7 @@ def test_async_function_detected(tmp_path):
         ("rlkit_no_such_module_xyz:fn", "module 'rlkit_no_such_module_xyz' not found"),
         ("/nonexistent/dir/r.py:fn", "file '/nonexistent/dir/r.py' not found"),
         ("rewards.math:no_such_fn", "has no attribute 'no_such_fn'"),
-        ("rewards.math:_INT", "not a callable"),
+        ("rlkit.rewards.builtin.math:_INT", "not a callable"),
         ("rlkit_no_such_short_name", "no reward registered under this name"),
         ("some_file.py", "name the function too"),
         ("", "empty reward spec"),

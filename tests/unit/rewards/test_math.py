@@ -1,4 +1,4 @@
-"""Shipped math rewards: curated (gold, completion, verdict) cases and the boxed extractor."""
+"""Built-in math rewards: curated (gold, completion, verdict) cases and the boxed extractor."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rewards.math import accuracy, boxed_format, extract_boxed, fast_verdict
+from rlkit.rewards.builtin.math import accuracy, boxed_format, extract_boxed, fast_verdict
 
 CASES = [
     ("42", "So the total is \\boxed{42}.", 1.0),

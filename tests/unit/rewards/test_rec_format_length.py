@@ -1,11 +1,9 @@
-"""ReRe rewards (hand-computed), title exact match, format and length rewards."""
+"""ReRe rewards (hand-computed), title exact match."""
 
 from __future__ import annotations
 
 import pytest
 
-from rewards.format import think_answer_format, think_closed_format
-from rewards.length import overlong_penalty
 from rewards.rec import exact_match, rere_rank_penalties, rere_rank_rewards, rere_reward
 
 # Hand values: 1/log2(2)=1, 1/log2(3)=0.6309298, 1/log2(4)=0.5, 1/log2(5)=0.4306766.
@@ -50,33 +48,3 @@ def test_rere_batch_reward_groups_by_prompt_in_order():
     )
     assert [o["score"] for o in out] == pytest.approx([1.0, 0.0, -0.6309298 / 1.6309298, 0.0])
     assert out[0]["acc"] == 1.0 and out[2]["rank"] < 0
-
-
-@pytest.mark.parametrize(
-    "completion, verdict",
-    [
-        ("<think>reason</think>\n<answer>4</answer>", 1.0),
-        ("  <think>a\nb</think><answer>4</answer>\n", 1.0),
-        ("<think>reason</think>", 0.0),
-        ("<think></think><answer>4</answer>", 0.0),
-        ("<think>a</think><answer>4</answer><answer>5</answer>", 0.0),
-        ("<answer>4</answer><think>a</think>", 0.0),
-    ],
-)
-def test_think_answer_format(completion, verdict):
-    assert think_answer_format("q", completion) == verdict
-
-
-def test_think_opened_in_prompt_and_closed_format():
-    assert think_answer_format("q", "r</think><answer>1</answer>", think_opened_in_prompt=True)
-    assert think_closed_format("q", "reasoning</think> 42") == 1.0
-    assert think_closed_format("q", "reasoning without end") == 0.0
-
-
-@pytest.mark.parametrize("length, expected", [(80, 0.0), (90, 0.0), (95, -0.5), (100, -1.0)])
-def test_overlong_penalty_dapo(length, expected):
-    # L_max = 100, L_cache = 20: soft zone (80, 100], linear from 0 to -1 => (80 - L) / 20
-    got = overlong_penalty("q", "x" * length, max_len=100, cache_len=20)
-    want = 0.0 if length <= 80 else (80 - length) / 20
-    assert got == pytest.approx(want) and (length != 95 or got == pytest.approx(-0.75))
-    assert overlong_penalty("q", "short", max_len=100, cache_len=20, num_tokens=120) == -1.0
