@@ -140,14 +140,6 @@ def state_dict_to_bytes(state: dict) -> bytes:
     return save(state)
 
 
-def save_hf_folder(state: dict, model_dir_src: str | Path, out_dir: str | Path) -> Path:
-    """Write an HF folder (config + tokenizer from the source folder, weights from `state`)
-    atomically (see `atomic_folder`)."""
-    with atomic_folder(out_dir) as tmp:
-        write_hf_files(state, model_dir_src, tmp)
-    return Path(out_dir)
-
-
 def write_hf_files(state: dict, model_dir_src: str | Path, folder: str | Path) -> None:
     """Config, tokenizer and generation files of `model_dir_src` plus `state` as
     `model.safetensors` into the existing `folder` (transformers and vLLM load it)."""

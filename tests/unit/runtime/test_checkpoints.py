@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlkit.engines.model_io import load_folder_state, recover, save_hf_folder
+from rlkit.engines.model_io import load_folder_state, recover, write_hf_files
 from rlkit.runtime.checkpoints import (
     latest_resumable,
     prune,
@@ -30,6 +30,11 @@ def tiny(tmp_path_factory):
 
 def scaled(state: dict, k: float) -> dict:
     return {n: t * k for n, t in state.items()}
+
+
+def hf_trainer(state: dict, tiny) -> SimpleNamespace:
+    """A trainer whose checkpoint is the HF folder, written as TrainerGroup.save_checkpoint does."""
+    return SimpleNamespace(save_checkpoint=lambda folder: write_hf_files(state, tiny, folder))
 
 
 def half_then_raise(monkeypatch):
@@ -53,12 +58,12 @@ def loads(folder) -> torch.Tensor:
 def test_a_save_failing_midway_keeps_the_previous_checkpoint(tiny, tmp_path, monkeypatch):
     state = load_folder_state(tiny)
     ck = tmp_path / "checkpoints"
-    save_hf_folder(state, tiny, ck / "step_1")
+    write_checkpoint(ck, 1, hf_trainer(state, tiny))
     half_then_raise(monkeypatch)
     with pytest.raises(OSError, match="disk full"):
-        save_hf_folder(scaled(state, 2.0), tiny, ck / "step_2")
+        write_checkpoint(ck, 2, hf_trainer(scaled(state, 2.0), tiny))
     with pytest.raises(OSError):  # overwriting the same step fails too: the old copy stays
-        save_hf_folder(scaled(state, 3.0), tiny, ck / "step_1")
+        write_checkpoint(ck, 1, hf_trainer(scaled(state, 3.0), tiny))
     assert sorted(p.name for p in ck.iterdir()) == ["step_1"]  # nothing half-written
     assert torch.equal(loads(ck / "step_1"), state["model.embed_tokens.weight"])
 
@@ -66,8 +71,8 @@ def test_a_save_failing_midway_keeps_the_previous_checkpoint(tiny, tmp_path, mon
 def test_overwrite_replaces_whole_and_a_crash_between_renames_is_recovered(tiny, tmp_path):
     state = load_folder_state(tiny)
     out = tmp_path / "step_3"
-    save_hf_folder(state, tiny, out)
-    save_hf_folder(scaled(state, 2.0), tiny, out)
+    write_checkpoint(tmp_path, 3, hf_trainer(state, tiny))
+    write_checkpoint(tmp_path, 3, hf_trainer(scaled(state, 2.0), tiny))
     assert torch.equal(loads(out), 2.0 * state["model.embed_tokens.weight"])
     # killed after moving the old copy aside, before the new one was renamed in
     out.rename(tmp_path / ".step_3.old")
