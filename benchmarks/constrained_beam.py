@@ -47,7 +47,7 @@ def ml100k_dir(path: str | None) -> Path:
 
 def synthetic_trie_stats(tokenizer, n: int = 50_000) -> dict[str, float]:
     """Build time (tokenising included / excluded) and memory of a trie of n random titles."""
-    from rollouts.item_trie import ItemTrie
+    from rlkit.methods.rere.item_trie import ItemTrie
 
     rng = random.Random(0)
     words = [
@@ -98,7 +98,7 @@ def hf_reference(model_dir: str, prompts, trie, beams: int, max_tokens: int):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlkit.engines.constrained_beam import transformers_reference
+    from rlkit.methods.rere.beam_search import transformers_reference
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     t0, c0 = time.perf_counter(), cpu_seconds()
@@ -109,15 +109,16 @@ def hf_reference(model_dir: str, prompts, trie, beams: int, max_tokens: int):
 def rlkit_vllm(model_dir: str, prompts, trie, beams: int, max_tokens: int, block_size):
     """rlkit's beam search on the vLLM engine; returns (beams per user, wall s, cpu s)."""
     from rlkit.engines import make_rollout_engine
+    from rlkit.methods.rere.beam_search import beam_search
 
     longest = max(len(p) for p in prompts) + max_tokens
     eng = make_rollout_engine(
         "vllm", model_dir, max_model_len=longest + 8, block_size=block_size, seed=0
     )
-    eng.beam_search(prompts[:1], 2, 4, allowed_sequences=trie)  # warm-up (kernels, caches)
+    beam_search(eng, prompts[:1], 2, 4, allowed_sequences=trie)  # warm-up (kernels, caches)
     eng.llm.reset_prefix_cache()
     t0, c0 = time.perf_counter(), cpu_seconds()
-    out = eng.beam_search(prompts, beams, max_tokens, allowed_sequences=trie)
+    out = beam_search(eng, prompts, beams, max_tokens, allowed_sequences=trie)
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     eng.llm.llm_engine.engine_core.shutdown()
     return [[(b.token_ids, b.score) for b in row] for row in out], seconds, cpu
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from rlkit.eval.generation import encode_prompts
     from rlkit.eval.runner import _ml100k_rows
     from rlkit.eval.suites import rec_prompt_text
-    from rollouts.item_trie import ItemTrie
+    from rlkit.methods.rere.item_trie import ItemTrie
 
     model_dir = a.model or str(smollm2_folder())
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -82,12 +82,12 @@ def beam_section(model_dir: Path, data: Path, device: str, users: int, beams: in
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from benchmarks.constrained_beam import compare
-    from rlkit.engines.constrained_beam import transformers_reference
     from rlkit.engines.hf_engine import HFEngine
     from rlkit.eval.generation import encode_prompts
     from rlkit.eval.runner import _ml100k_rows
     from rlkit.eval.suites import rec_prompt_text
-    from rollouts.item_trie import ItemTrie
+    from rlkit.methods.rere.beam_search import beam_search, transformers_reference
+    from rlkit.methods.rere.item_trie import ItemTrie
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     rows, catalogue = _ml100k_rows(str(data), None)
@@ -95,10 +95,10 @@ def beam_section(model_dir: Path, data: Path, device: str, users: int, beams: in
     trie = ItemTrie.from_tokenizer(tok, catalogue)
     sync, max_tokens = synced(device), 64
     engine = HFEngine(str(model_dir), device=device, max_batch_tokens=1 << 18)
-    engine.beam_search(prompts[:1], 2, 4, allowed_sequences=trie)  # warm-up
+    beam_search(engine, prompts[:1], 2, 4, allowed_sequences=trie)  # warm-up
     sync()
     t0 = time.perf_counter()
-    ours = engine.beam_search(prompts, beams, max_tokens, allowed_sequences=trie)
+    ours = beam_search(engine, prompts, beams, max_tokens, allowed_sequences=trie)
     sync()
     t_ours = time.perf_counter() - t0
     ours = [[(b.token_ids, b.score) for b in row] for row in ours]

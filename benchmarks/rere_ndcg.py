@@ -34,7 +34,7 @@ RECIPE = "recipes/rere_ml100k_cpu.yaml"
 def training_row(history: list[str], title: str, response_prefix: str = "") -> dict[str, Any]:
     """One RL/SFT row: the `rec` prompt text (+ newline), the target title, the SFT target."""
     from rlkit.eval.suites import rec_prompt_text
-    from rollouts.item_trie import format_item
+    from rlkit.methods.rere.item_trie import format_item
 
     return {
         "prompt": rec_prompt_text(history) + "\n",

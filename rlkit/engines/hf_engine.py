@@ -7,12 +7,10 @@ numerically the plain transformers forward. What it returns:
   each sampled token is read from the RAW model logits: log_softmax(logits / 1) at that step,
   i.e. before temperature, top-p and top-k (the unscaled model distribution; vLLM's default
   `logprobs_mode="raw_logprobs"` reports the same quantity).
-- `beam_search`: rlkit's one constrained beam search (rlkit/engines/constrained_beam.py; ReRe,
-  arXiv 2510.12211, docs/rere.md), equal to transformers `generate(num_beams=G, ...,
-  length_penalty=0.0, prefix_allowed_tokens_fn=trie)`. This engine supplies
-  `next_token_logprobs`: the full-vocabulary log-softmax of the next token per prefix (one
-  batched forward per step over all live beams of all prompts, equal-length rows together, no
-  KV cache: correct but quadratic in the prefix length).
+- `next_token_logprobs`: the full-vocabulary log-softmax of the next token per prefix (one
+  batched forward over all prefixes, equal-length rows together, no KV cache: correct but
+  quadratic in the prefix length when a caller extends prefixes token by token, as beam search
+  does).
 - `score`: one prefill forward, log_softmax gathered at the given tokens.
 - `load_weights`: `safetensors.torch.load(bytes)` of a full state dict.
 """
@@ -23,17 +21,11 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from rlkit.engines.constrained_beam import generation_eos_ids
-from rlkit.engines.rollout_protocol import (
-    AllowedTokensFn,
-    BeamResult,
-    Completion,
-    SamplingConfig,
-)
+from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 
 
 class HFEngine:
-    """A transformers causal LM serving generate / beam_search / score on one device."""
+    """A transformers causal LM serving generate / next-token logprobs / score on one device."""
 
     def __init__(
         self,
@@ -59,9 +51,6 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.eos_token_ids = _eos_ids(self.model, self.tokenizer)
         self.pad_token_id = _pad_id(self.model, self.tokenizer, self.eos_token_ids)
-        self.beam_eos_ids = generation_eos_ids(
-            self.model_path, getattr(self.tokenizer, "eos_token_id", None) or self.eos_token_ids[0]
-        )
         self.max_batch_tokens = max_batch_tokens
         self._rng = random.Random(seed)
         self._version = 0
@@ -78,29 +67,6 @@ class HFEngine:
         """`sampling.n` completions per prompt; temperature 0 means greedy."""
         base = sampling.seed if sampling.seed is not None else self._rng.randrange(2**31)
         return [self._generate_one(list(p), sampling, base + i) for i, p in enumerate(prompts)]
-
-    def beam_search(
-        self,
-        prompts: Sequence[Sequence[int]],
-        num_beams: int,
-        max_tokens: int,
-        allowed_tokens: AllowedTokensFn | None = None,
-        *,
-        allowed_sequences: Any = None,
-    ) -> list[list[BeamResult]]:
-        """Constrained beam search (rlkit/engines/constrained_beam.py), best first per prompt."""
-        from rlkit.engines.constrained_beam import constrained_beam_search
-
-        return constrained_beam_search(
-            self.next_token_logprobs,
-            prompts,
-            num_beams,
-            max_tokens,
-            eos_token_ids=self.beam_eos_ids,
-            allowed_tokens=allowed_tokens,
-            allowed_sequences=allowed_sequences,
-            decode=self._decode,
-        )
 
     def next_token_logprobs(
         self,
@@ -203,22 +169,6 @@ class HFEngine:
             if tok in stops:
                 return Completion(ids[: j + 1], lps[: j + 1], self._decode(ids[: j + 1]), "stop")
         return Completion(ids, lps, self._decode(ids), "length")
-
-    def _step_fn(self):
-        """A `StepFn` for `beam_search_one`: full-vocab log-softmax with a KV cache."""
-        import torch
-
-        model = self.model
-
-        def step(input_ids, cache, beam_idx):
-            if cache is not None and beam_idx is not None:
-                cache.reorder_cache(torch.tensor(beam_idx, device=self.device))
-            ids = torch.tensor(input_ids, device=self.device)
-            with torch.no_grad():
-                out = model(input_ids=ids, past_key_values=cache, use_cache=True)
-            return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
-
-        return step
 
     def _decode(self, ids: list[int]) -> str:
         """Text of `ids` without special tokens ("" when no tokenizer could be loaded)."""

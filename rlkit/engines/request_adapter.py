@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.engines.vllm_engine import FinishedRequest
+from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
 
 
 class BatchRequestAdapter:

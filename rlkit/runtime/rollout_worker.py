@@ -11,35 +11,28 @@ The actor's methods stay single-threaded (max_concurrency 1): Ray runs them in o
 request is added, and every request keeps the policy version it was added under.  Every method
 takes the engine from the loop (`EngineLoop.hold`), which pauses stepping for its duration.
 
-Prefill-only scoring jobs (`score`, the answer probes) are requests of the same loop; outputs
-of sampling requests that finish meanwhile stay in the outbox for the next `run`, never lost.
-Batch calls that cannot be requests (`beam_search`, ReRe beam jobs) first let the in-flight
-requests finish (their outputs held the same way).
+Every request has a kind (rlkit.runtime.request_kinds): sampling and prefill-only scoring
+(`score`, the answer probes) are requests of the same loop; a kind that needs the engine to
+itself (a method's own, e.g. ReRe's beam jobs) is served once the in-flight requests have
+finished.  Outputs of requests that finish meanwhile stay in the outbox for the next `run`,
+never lost.  The worker knows no kind by name but the two it builds itself.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any
 
-from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.engines.vllm_engine import FinishedRequest
+from rlkit.engines.rollout_protocol import FinishedRequest, SamplingConfig
 from rlkit.runtime.engine_loop import EngineLoop
+from rlkit.runtime.request_kinds import REQUEST_KINDS, SampleRequest, ScoreRequest
 
 GRACE_S = 0.01  # after a first finish, `run` waits this long (from its start) for batch-mates
 
 
 def _left(until: float) -> float:
     return max(0.0, until - time.perf_counter())
-
-
-@dataclass
-class SampleRequest:
-    """One sample to generate: `request_id` is "<group_id>:<index>"."""
-
-    request_id: str
-    prompt_ids: list[int]
-    sampling: SamplingConfig
 
 
 class RolloutWorker:
@@ -83,40 +76,37 @@ class RolloutWorker:
         self._job_ids = 0
         self._busy_read = (0.0, time.perf_counter())  # (busy_s, time) at the last `busy`
 
-    def run(self, new: list[SampleRequest], abort_ids: list[str], max_wait_s: float = 0.5) -> list:
-        """Add `new`, abort `abort_ids`; return the finished requests once one finished (after a
-        short grace for batch-mates), the engine ran out of requests, or `max_wait_s` passed."""
+    def run(self, new: list, abort_ids: list[str], max_wait_s: float = 0.5) -> list:
+        """Add `new` (requests of any registered kind), abort `abort_ids`; return the finished
+        requests once one finished (after a short grace for batch-mates), the engine ran out of
+        requests, or `max_wait_s` passed."""
         deadline = time.perf_counter() + max_wait_s
         grace = min(deadline, time.perf_counter() + GRACE_S)
-        beam_jobs = [r for r in new if getattr(r, "kind", "sample") == "beam"]
-        new = [r for r in new if getattr(r, "kind", "sample") != "beam"]
         loop = self.loop
         with loop.hold() as engine:
             if abort_ids:
                 engine.abort(abort_ids)
                 loop.take(abort_ids)  # finished but not yet returned: dropped too
-            for req in new:
-                self._add(engine, req)
-            if beam_jobs:  # ReRe groups (rlkit.runtime.beam_strategy), once nothing is live
-                from rlkit.runtime.beam_strategy import serve_beam_jobs
-
-                loop.wait(lambda: not engine.num_unfinished())
-                with loop.timed():
-                    loop.outbox += serve_beam_jobs(engine, beam_jobs)
+            self._serve(engine, new)
             loop.wait(lambda: loop.outbox or not engine.num_unfinished(), _left(deadline))
             if loop.outbox:
                 loop.wait(lambda: not engine.num_unfinished(), _left(grace))
             return loop.take()
 
-    def _add(self, engine, req: SampleRequest) -> None:
-        """Add one request; a refused one is reported as finished, not fatal to the worker."""
-        try:
-            engine.add(req.request_id, req.prompt_ids, req.sampling)
-        except Exception as exc:
-            failed = Completion(
-                [], [], text=f"{type(exc).__name__}: {exc}"[:300], finish_reason="error"
-            )
-            self.loop.outbox.append(FinishedRequest(req.request_id, failed, engine.version))
+    def _serve(self, engine: Any, requests: Sequence) -> None:
+        """Inside `hold`: hand each kind its requests, streaming kinds first (they start
+        generating), then the exclusive ones once nothing is in flight."""
+        by_kind: dict[str, list] = {}
+        for req in requests:
+            by_kind.setdefault(req.kind, []).append(req)
+        kinds = sorted((REQUEST_KINDS[k] for k in by_kind), key=lambda k: k.exclusive)
+        for kind in kinds:
+            if kind.exclusive:
+                self.loop.wait(lambda: not engine.num_unfinished())
+                with self.loop.timed():
+                    self.loop.outbox += kind.serve(engine, by_kind[kind.name])
+            else:
+                self.loop.outbox += kind.serve(engine, by_kind[kind.name])
 
     def num_unfinished(self) -> int:
         """Requests still generating (finished ones waiting in the outbox not counted)."""
@@ -171,37 +161,37 @@ class RolloutWorker:
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig) -> list:
         """n samples per prompt, as requests of the loop (seeds offset per sample)."""
-        jobs = []
+        reqs = []
         for p in prompts:
             for j in range(sampling.n):
                 seed = None if sampling.seed is None else sampling.seed + j
-                jobs.append((p, SamplingConfig(**{**sampling.__dict__, "n": 1, "seed": seed})))
-        done = self._run_jobs(jobs)
+                cfg = SamplingConfig(**{**sampling.__dict__, "n": 1, "seed": seed})
+                reqs.append(SampleRequest(self._job_id(), list(p), cfg))
+        done = self._run_jobs(reqs)
         n = sampling.n
         return [[f.completion for f in done[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
-    def beam_search(self, prompts, num_beams: int, max_tokens: int, *args, **kw):
-        """Batch beam search once the in-flight requests finished (their outputs held)."""
-        with self.loop.hold() as engine:
-            self.loop.wait(lambda: not engine.num_unfinished())
-            with self.loop.timed():
-                return engine.beam_search(prompts, num_beams, max_tokens, *args, **kw)
-
     def score(self, sequences: list[list[int]], start: list[int]) -> list[list[float]]:
         """Prefill-only logprobs of sequences[i][start[i]:], as scoring requests of the loop."""
-        cfgs = [SamplingConfig(max_tokens=1, prompt_logprobs_from=s0) for s0 in start]
-        return [f.completion.logprobs for f in self._run_jobs(list(zip(sequences, cfgs)))]
+        reqs = [ScoreRequest(self._job_id(), list(s), s0) for s, s0 in zip(sequences, start)]
+        return [f.completion.logprobs for f in self._run_jobs(reqs)]
 
-    def _run_jobs(self, jobs: list[tuple[list[int], SamplingConfig]]) -> list[FinishedRequest]:
-        """Add `jobs` as requests and let the loop step until they finish; other requests'
-        outputs stay in the outbox for the next `run`.  Results in job order."""
-        ids = []
+    def _job_id(self) -> str:
+        self._job_ids += 1
+        return f"job:{self._job_ids}"
+
+    def _run_jobs(self, requests: list) -> list[FinishedRequest]:
+        """Serve `requests` and let the loop step until they finish; other requests' outputs
+        stay in the outbox for the next `run`.  Results in request order."""
+        ids = [r.request_id for r in requests]
         with self.loop.hold() as engine:
-            for prompt, cfg in jobs:
-                self._job_ids += 1
-                ids.append(f"job:{self._job_ids}")
-                engine.add(ids[-1], list(prompt), cfg)
+            self._serve(engine, requests)
             want = set(ids)
             self.loop.wait(lambda: want <= {f.request_id for f in self.loop.outbox})
             mine = {f.request_id: f for f in self.loop.take(want)}
+        refused = [
+            f.completion.text for f in mine.values() if f.completion.finish_reason == "error"
+        ]
+        if refused:
+            raise RuntimeError(f"{len(refused)} of {len(ids)} job(s) refused: {refused[0]}")
         return [mine[i] for i in ids]

@@ -4,9 +4,10 @@ are asked for.
 A strategy turns a group into requests for the worker's request loop and turns each finished
 request back into samples of the group.  `sample` (the default) is one seeded request per sample
 with per-sample rewards started the moment each finishes (ROLL Flash queue scheduling).  A
-strategy whose one request yields the whole group (ReRe's constrained beam search) or that needs
-the whole group to score it (a ranking reward) sets `reward_scope = "group"`: rewards are then
-asked for once the group is complete, in one call, so batch reward functions see all of it.
+strategy whose one request yields the whole group (a request of a method's own kind, e.g. a
+beam search whose beams are the group) or that needs the whole group to score it (a ranking
+reward) sets `reward_scope = "group"`: rewards are then asked for once the group is complete, in
+one call, so batch reward functions see all of it.
 A multi-turn strategy is one more implementation: `on_finished` may return no samples and new
 requests (the next turn) instead, while other groups keep the engine busy.
 
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 
 from rlkit.algos.registry import Registry
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.runtime.rollout_worker import SampleRequest
+from rlkit.runtime.request_kinds import SampleRequest
 
 ROLLOUT_STRATEGIES: Registry = Registry("rollout strategy")
 
@@ -103,6 +104,3 @@ class SampleStrategy:
 
 def make_strategy(name: str, sampling: SamplingConfig, seed: int, kw: dict) -> RolloutStrategy:
     return ROLLOUT_STRATEGIES[name](sampling, seed, **kw)
-
-
-from rlkit.runtime import beam_strategy as _beam_strategy  # noqa: E402,F401  registers constrained_beam

@@ -54,14 +54,14 @@ def assert_same(beams, ref):
 
 
 def test_titles_catalogue_equals_transformers(engine, hf_model):
-    from rlkit.engines.constrained_beam import transformers_reference
-    from rollouts.item_trie import ItemTrie
+    from rlkit.methods.rere.beam_search import beam_search, transformers_reference
+    from rlkit.methods.rere.item_trie import ItemTrie
 
     model, tok = hf_model
     titles = ["Alien", "Aliens", "Heat", "Up", "Brazil", "Her", "Toy Story", "Toy Soldiers"]
     trie = ItemTrie.from_tokenizer(tok, titles)
     prompts = [tok.encode(f"History: {h}. Next:", add_special_tokens=False) for h in titles[:3]]
-    out = engine.beam_search(prompts, G, 16, allowed_sequences=trie.sequences())
+    out = beam_search(engine, prompts, G, 16, allowed_sequences=trie.sequences())
     for prompt, beams in zip(prompts, out, strict=True):
         assert len(beams) == G and all(trie.decode_item(b.token_ids) for b in beams)
         assert_same(beams, transformers_reference(model, prompt, trie, G, 16))
@@ -69,8 +69,8 @@ def test_titles_catalogue_equals_transformers(engine, hf_model):
 
 def test_thousand_items_more_than_128_allowed_tokens(engine, hf_model):
     """Synthetic catalogue: 1,000 token-id items over 200 distinct first tokens (> 128)."""
-    from rlkit.engines.constrained_beam import transformers_reference
-    from rollouts.item_trie import ItemTrie
+    from rlkit.methods.rere.beam_search import beam_search, transformers_reference
+    from rlkit.methods.rere.item_trie import ItemTrie
 
     model, tok = hf_model
     eos, rng = tok.eos_token_id, random.Random(0)
@@ -80,7 +80,7 @@ def test_thousand_items_more_than_128_allowed_tokens(engine, hf_model):
     trie = ItemTrie.from_sequences(seqs, eos)
     assert len(trie.children(trie.root)) == 200 and len(trie) == 1000
     prompts = [tok.encode(f"user {u} likes:", add_special_tokens=False) for u in range(2)]
-    out = engine.beam_search(prompts, G, 8, allowed_sequences=seqs)
+    out = beam_search(engine, prompts, G, 8, allowed_sequences=seqs)
     for prompt, beams in zip(prompts, out, strict=True):
         assert len(beams) == G and all(trie.item_index(b.token_ids) is not None for b in beams)
         assert_same(beams, transformers_reference(model, prompt, trie, G, 8))
@@ -107,6 +107,6 @@ def test_refuses_to_step_under_live_requests(engine):
     engine.add("live-0", [5, 6, 7], SamplingConfig(max_tokens=4))
     try:
         with pytest.raises(RuntimeError, match="live requests"):
-            engine.beam_search([[5, 6]], 2, 4, allowed_sequences=[[9, 1]])
+            engine.next_token_logprobs([[5, 6]], [[9, 1]])
     finally:
         engine.abort(["live-0"])

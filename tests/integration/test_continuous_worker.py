@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def _requests(tag: str, n: int, max_tokens: int, temperature: float = 1.0):
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.rollout_worker import SampleRequest
+    from rlkit.runtime.request_kinds import SampleRequest
 
     return [
         SampleRequest(
@@ -44,7 +44,7 @@ def _collect(worker, first: list, want: set[str], timeout_s: float = 180.0) -> l
 def test_engine_generates_between_run_calls(vllm_worker, tiny_model):
     import ray
 
-    from rlkit.runtime.cluster import reset_workers
+    from rlkit.runtime.placement.cluster import reset_workers
 
     reset_workers([vllm_worker], tiny_model)
     ray.get(vllm_worker.busy.remote())  # busy time counts from here
@@ -69,7 +69,7 @@ def test_abort_and_weight_load_mid_generation_keep_version_stamps(vllm_worker, t
 
     from rlkit.engines.model_io import load_folder_state, state_dict_to_bytes
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.cluster import reset_workers
+    from rlkit.runtime.placement.cluster import reset_workers
 
     reset_workers([vllm_worker], tiny_model)
     greedy = SamplingConfig(temperature=0.0, max_tokens=12, ignore_eos=True)

@@ -29,17 +29,25 @@ def write_rows(tmp_path: Path, tiny_model: str, worker) -> tuple[str, str]:
     import ray
     from transformers import AutoTokenizer
 
-    from rlkit.runtime.cluster import reset_workers
-    from rollouts.item_trie import ItemTrie
+    from rlkit.engines.rollout_protocol import SamplingConfig
+    from rlkit.methods.rere.item_trie import ItemTrie
+    from rlkit.methods.rere.strategy import BeamRequest
+    from rlkit.runtime.placement.cluster import reset_workers
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     trie = ItemTrie.from_tokenizer(tok, TITLES)
     prompts = [f"Seen: {', '.join(h)}. Next:" for h in HISTORIES]
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    reset_workers([worker], tiny_model)
-    beams = ray.get(worker.beam_search.remote(ids, BEAMS, 24, allowed_sequences=trie))
     catalogue = tmp_path / "titles.json"
     catalogue.write_text(json.dumps(TITLES))
+    reset_workers([worker], tiny_model)
+    jobs = [
+        BeamRequest(
+            f"{i}:0", p, SamplingConfig(), num_beams=BEAMS, max_tokens=24, catalogue=str(catalogue)
+        )
+        for i, p in enumerate(ids)
+    ]
+    beams = [f.completion.beams for f in ray.get(worker.run.remote(jobs, []))]
     data = tmp_path / "rows.jsonl"
     with data.open("w") as f:
         for p, b in zip(prompts, beams, strict=True):

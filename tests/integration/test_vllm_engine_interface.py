@@ -1,5 +1,6 @@
-"""The rollout engine interface on a real vLLM worker: constrained beam search over an item trie
-(ReRe: beams ranked by full-vocabulary logprobs of allowed tokens) and prefill-only scoring."""
+"""The rollout worker's request kinds on a real vLLM worker: a method's exclusive kind (ReRe's
+constrained beam search over an item trie: beams ranked by full-vocabulary logprobs of allowed
+tokens), prefill-only scoring, and a refused sampling request."""
 
 from __future__ import annotations
 
@@ -10,30 +11,41 @@ pytestmark = pytest.mark.slow
 TITLES = ["Alien", "Aliens", "Heat", "Up", "Brazil", "Her"]
 
 
-def test_constrained_beam_search_and_scoring(tiny_model, vllm_worker):
+def test_constrained_beam_search_and_scoring(tiny_model, vllm_worker, tmp_path):
+    import json
+
     import ray
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlkit.runtime.cluster import reset_workers
-    from rollouts.item_trie import ItemTrie
+    from rlkit.engines.rollout_protocol import SamplingConfig
+    from rlkit.methods.rere.item_trie import ItemTrie
+    from rlkit.methods.rere.strategy import BeamRequest
+    from rlkit.runtime.placement.cluster import reset_workers
 
     reset_workers([vllm_worker], tiny_model)
     tok = AutoTokenizer.from_pretrained(tiny_model)
     trie = ItemTrie.from_tokenizer(tok, TITLES, eos_token_id=tok.eos_token_id)
+    catalogue = tmp_path / "titles.json"
+    catalogue.write_text(json.dumps(TITLES))
     prompt = tok("History: Heat, Up. Next:", add_special_tokens=False)["input_ids"]
-    beams = ray.get(vllm_worker.beam_search.remote([prompt], 4, 16, trie.make_allowed_fn()))[0]
+    job = BeamRequest(
+        "b:0", prompt, SamplingConfig(), num_beams=4, max_tokens=16, catalogue=str(catalogue)
+    )
+    (done,) = ray.get(vllm_worker.run.remote([job], []))
+    beams = done.completion.beams
     titles = [trie.decode_item(b.token_ids) for b in beams]
     assert len(beams) == 4 and None not in titles and len(set(titles)) == 4
-    assert [b.score for b in beams] == sorted((b.score for b in beams), reverse=True)
+    scores = [sum(b.logprobs) for b in beams]
+    assert scores == sorted(scores, reverse=True)
     # Scores are sums of full-vocabulary (not renormalised) logprobs: recompute with transformers
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    for beam in beams:
+    for beam, score in zip(beams, scores, strict=True):
         ids = torch.tensor([prompt + beam.token_ids])
         with torch.no_grad():
             logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
         want = sum(logp[len(prompt) - 1 + k, t].item() for k, t in enumerate(beam.token_ids))
-        assert beam.score == pytest.approx(want, abs=1e-3)
+        assert score == pytest.approx(want, abs=1e-3)
     # prefill-only scoring of given token sequences (prompt logprobs)
     seq = prompt + beams[0].token_ids
     (scored,) = ray.get(vllm_worker.score.remote([seq], [len(prompt)]))
@@ -54,7 +66,7 @@ def test_refused_request_is_reported_not_fatal(tiny_model, vllm_worker):
     import ray
 
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.rollout_worker import SampleRequest
+    from rlkit.runtime.request_kinds import SampleRequest
 
     too_long = SampleRequest("0:0", [5] * 400, SamplingConfig(max_tokens=4))  # > max_model_len
     fine = SampleRequest("1:0", [5, 6, 7], SamplingConfig(max_tokens=4, seed=1))
@@ -75,7 +87,7 @@ def test_scoring_reads_the_prefix_cache_only_where_it_is_safe(tiny_model, vllm_w
 
     import ray
 
-    from rlkit.runtime.cluster import reset_workers
+    from rlkit.runtime.placement.cluster import reset_workers
 
     rescored = lambda: ray.get(vllm_worker.__ray_call__.remote(lambda w: w.engine.rescored))  # noqa: E731
     rng = random.Random(0)

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rlkit.engines.rollout_protocol import RolloutEngine, SamplingConfig  # noqa: E402
+from rlkit.methods.rere.beam_search import beam_search  # noqa: E402
 
 TITLES = ["Heat", "Alien", "Toy Story", "Toy Soldiers", "Up"]
 
@@ -38,8 +39,15 @@ def manual_logprobs(model, ids, start):
     return [lp[j - 1, ids[j]].item() for j in range(start, len(ids))]
 
 
-def test_implements_protocol(engine):
-    assert isinstance(engine, RolloutEngine)
+def test_implements_protocol(engine, ckpt):
+    """The request API the worker uses: the HF engine behind its adapter (the factory's), not
+    the bare batch engine."""
+    from rlkit.engines import make_rollout_engine
+
+    assert not isinstance(engine, RolloutEngine)  # no add/step: batch calls only
+    adapted = make_rollout_engine("hf", str(ckpt))
+    assert isinstance(adapted, RolloutEngine)
+    assert adapted.version == 0 and adapted.model_path == str(ckpt)
     assert engine.version == 0
 
 
@@ -78,11 +86,11 @@ def test_score_equals_manual_forward(engine):
 
 
 def test_constrained_beam_search_returns_catalogue_items_with_full_vocab_scores(engine):
-    from rollouts.item_trie import ItemTrie
+    from rlkit.methods.rere.item_trie import ItemTrie
 
     trie = ItemTrie.from_tokenizer(engine.tokenizer, TITLES)
     p = prompt_ids(engine)
-    beams = engine.beam_search([p], len(TITLES), 30, trie.make_allowed_fn())[0]
+    beams = beam_search(engine, [p], len(TITLES), 30, trie.make_allowed_fn())[0]
     titles = [trie.decode_item(b.token_ids) for b in beams]
     assert None not in titles and len(set(titles)) == len(titles)
     # every item's exact score = sum of FULL-vocabulary logprobs of its tokens (no
@@ -98,7 +106,7 @@ def test_constrained_beam_search_returns_catalogue_items_with_full_vocab_scores(
     assert sorted(titles) == sorted(TITLES)
     assert titles == sorted(TITLES, key=lambda t: -exact[t])  # best first
     # fewer beams (an approximate search): still distinct catalogue items, exact scores, sorted
-    top2 = engine.beam_search([p], 2, 30, trie.make_allowed_fn())[0]
+    top2 = beam_search(engine, [p], 2, 30, trie.make_allowed_fn())[0]
     got = [trie.decode_item(b.token_ids) for b in top2]
     assert len(set(got)) == 2 and set(got) <= set(TITLES)
     assert [b.score for b in top2] == pytest.approx([exact[t] for t in got], abs=1e-3)
@@ -107,7 +115,7 @@ def test_constrained_beam_search_returns_catalogue_items_with_full_vocab_scores(
 
 def test_unconstrained_beam_search_beats_greedy(engine):
     p = prompt_ids(engine)
-    beams = engine.beam_search([p], 3, 6)[0]
+    beams = beam_search(engine, [p], 3, 6)[0]
     greedy = engine.generate([p], SamplingConfig(temperature=0.0, max_tokens=6))[0][0]
     assert beams == sorted(beams, key=lambda b: -b.score)
     assert beams[0].score >= sum(greedy.logprobs) - 1e-4

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.engines.vllm_engine import FinishedRequest
+from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
 from rlkit.runtime.engine_loop import EngineLoopFailed
-from rlkit.runtime.rollout_worker import RolloutWorker, SampleRequest
+from rlkit.runtime.request_kinds import SampleRequest
+from rlkit.runtime.rollout_worker import RolloutWorker
 
 
 class StepEngine:

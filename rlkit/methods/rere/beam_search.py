@@ -36,10 +36,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rlkit.engines.rollout_protocol import AllowedTokensFn, BeamResult
+from rlkit.methods.rere.item_trie import ItemTrie
 
+# A legacy constraint: the token ids generated so far (response only) -> the allowed next ids
+# (an empty list means "only EOS").
+AllowedTokensFn = Callable[[Sequence[int]], Sequence[int]]
 # (prefixes, candidate ids per prefix or None, top_k) -> {token id: full-vocab logprob} per prefix
 NextTokenScorer = Callable[[list[list[int]], list[list[int] | None], int], list[dict[int, float]]]
+
+
+@dataclass
+class BeamResult:
+    """One returned beam: response token ids (EOS included when it finished), text (EOS
+    stripped) and score = the summed full-vocabulary log-softmax of its tokens."""
+
+    token_ids: list[int]
+    text: str = ""
+    score: float = 0.0
 
 
 class Constraint(Protocol):
@@ -209,8 +222,6 @@ def make_constraint(
     """A trie over `allowed_sequences` (token-id lists or a prebuilt ItemTrie), else the legacy
     callable, else no constraint."""
     if allowed_sequences is not None:
-        from rollouts.item_trie import ItemTrie
-
         if isinstance(allowed_sequences, ItemTrie):
             return TrieConstraint(allowed_sequences)
         if not len(allowed_sequences):
@@ -247,6 +258,45 @@ def constrained_beam_search(
         ]
         for s in searches
     ]
+
+
+def beam_search(
+    engine: Any,
+    prompts: Sequence[Sequence[int]],
+    num_beams: int,
+    max_tokens: int,
+    allowed_tokens: AllowedTokensFn | None = None,
+    *,
+    allowed_sequences: Any = None,
+) -> list[list[BeamResult]]:
+    """Constrained beam search on a rollout engine (vLLM or HF), best first per prompt.
+
+    `allowed_sequences`: every complete response as token ids ending with the tokenizer's EOS
+    (or a prebuilt `ItemTrie`); each beam is a path of their prefix trie. The result equals
+    transformers `generate(num_beams=G, num_return_sequences=G, do_sample=False,
+    length_penalty=0.0, prefix_allowed_tokens_fn=<that trie>)`, scores = summed full-vocabulary
+    log-softmax (module docstring). The engine supplies `next_token_logprobs` and `tokenizer`;
+    it must have no live requests (a rollout worker serves beam jobs once it is idle)."""
+    tok = engine.tokenizer
+    return constrained_beam_search(
+        engine.next_token_logprobs,
+        prompts,
+        num_beams,
+        max_tokens,
+        eos_token_ids=engine_eos_ids(engine),
+        allowed_tokens=allowed_tokens,
+        allowed_sequences=allowed_sequences,
+        decode=None if tok is None else lambda ids: tok.decode(ids, skip_special_tokens=True),
+    )
+
+
+def engine_eos_ids(engine: Any) -> list[int]:
+    """The EOS ids beam search stops at: what `generate` uses (the model's generation config),
+    the tokenizer's EOS first (the id the trie's sequences end with)."""
+    first = getattr(engine.tokenizer, "eos_token_id", None)
+    if first is None and getattr(engine, "eos_token_ids", None):  # HF engine, no tokenizer
+        first = engine.eos_token_ids[0]
+    return generation_eos_ids(engine.model_path, first)
 
 
 def generation_eos_ids(model_path: str, tokenizer_eos: int | None) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollouts.item_trie import ItemTrie, format_item
+from rlkit.methods.rere.item_trie import ItemTrie, format_item
 
 EOS = 99
 

@@ -12,16 +12,17 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
-from rewards.rec import rere_rank, rere_rule
-from rlkit.engines.constrained_beam import constrained_beam_search
-from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.engines.vllm_engine import FinishedRequest
+from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
+from rlkit.methods.rere import beam_jobs
+from rlkit.methods.rere.beam_search import beam_search, constrained_beam_search
+from rlkit.methods.rere.item_trie import ItemTrie
+from rlkit.methods.rere.rewards import rere_rank, rere_rule
+from rlkit.methods.rere.strategy import BeamCompletion, BeamRequest, ConstrainedBeamStrategy
 from rlkit.rewards.types import RewardResult
-from rlkit.runtime import beam_strategy
-from rlkit.runtime.beam_strategy import BeamCompletion, ConstrainedBeamStrategy, is_beam_job
-from rlkit.runtime.groups import Group, Prompt
-from rlkit.runtime.rollout_scheduler import RolloutScheduler
-from rlkit.runtime.rollout_worker import RolloutWorker, SampleRequest
+from rlkit.runtime.controller.groups import Group, Prompt
+from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
+from rlkit.runtime.request_kinds import REQUEST_KINDS, SampleRequest
+from rlkit.runtime.rollout_worker import RolloutWorker
 from rlkit.runtime.strategies import make_strategy
 
 TITLES = ["Alien", "Aliens", "Heat", "Ran", "Rain Man", "Up", "Babe", "Big", "Brazil", "Clue"]
@@ -29,6 +30,8 @@ TITLES = ["Alien", "Aliens", "Heat", "Ran", "Rain Man", "Up", "Babe", "Big", "Br
 
 class FakeEngine:
     """Deterministic full-vocab log-softmax per prefix; one live sampling request at most."""
+
+    model_path = "/no/such/model"  # no generation config: the tokenizer's EOS alone
 
     def __init__(self, tokenizer):
         self.tokenizer, self.version = tokenizer, 3
@@ -94,14 +97,16 @@ def test_one_request_per_group_g_samples_with_behaviour_logprobs(engine, catalog
     st, worker = strategy(catalogue), make_worker(engine)
     group = group_of(7, 4, [10, 11, 12])
     reqs = st.requests(group)
-    assert len(reqs) == 1 and is_beam_job(reqs[0]) and reqs[0].num_beams == 4
+    assert len(reqs) == 1 and isinstance(reqs[0], BeamRequest) and reqs[0].num_beams == 4
+    kind = REQUEST_KINDS[reqs[0].kind]  # the worker finds ReRe's kind through the registry
+    assert kind.exclusive and kind.serve is beam_jobs.serve_beam_jobs
     (fin,) = worker.run(reqs, [], 0.1)
     assert fin.request_id == "7:0" and fin.start_version == engine.version
     assert isinstance(fin.completion, BeamCompletion)
     out = st.on_finished(group, fin.request_id, fin.completion)
     assert [j for j, _ in out.samples] == [0, 1, 2, 3]
     # the same beams and scores as the engine-agnostic constrained beam search
-    trie = beam_strategy.cached_trie(catalogue, "", engine.tokenizer)
+    trie = beam_jobs.cached_trie(catalogue, "", engine.tokenizer)
     (ref,) = constrained_beam_search(
         engine.next_token_logprobs, [[10, 11, 12]], 4, 16, eos_token_ids=[1], allowed_sequences=trie
     )
@@ -118,15 +123,13 @@ def test_one_request_per_group_g_samples_with_behaviour_logprobs(engine, catalog
 
 def test_beam_jobs_batched_after_live_requests_finish(engine, catalogue, monkeypatch):
     built = []
-    from rollouts.item_trie import ItemTrie
-
     orig = ItemTrie.from_tokenizer.__func__
     monkeypatch.setattr(
         ItemTrie,
         "from_tokenizer",
         classmethod(lambda cls, *a, **k: built.append(1) or orig(cls, *a, **k)),
     )
-    monkeypatch.setattr(beam_strategy, "_TRIES", {})
+    monkeypatch.setattr(beam_jobs, "_TRIES", {})
     st, worker = strategy(catalogue), make_worker(engine)
     sample = SampleRequest("9:0", [1, 2], SamplingConfig())
     jobs = [st.requests(group_of(g, 3, [20 + g, 30])) for g in (1, 2)]
@@ -237,8 +240,8 @@ def test_hf_engine_beams_equal_its_beam_search(tmp_path, catalogue):
     worker, st = make_worker(engine), strategy(catalogue)
     groups = [group_of(g, 3, engine.tokenizer(f"Seen {g}:")["input_ids"]) for g in (0, 1)]
     done = worker.run([r for g in groups for r in st.requests(g)], [], 0.0)
-    trie = beam_strategy.cached_trie(catalogue, "", engine.tokenizer)
-    refs = engine.beam_search([g.prompt.token_ids for g in groups], 3, 16, allowed_sequences=trie)
+    trie = beam_jobs.cached_trie(catalogue, "", engine.tokenizer)
+    refs = beam_search(engine, [g.prompt.token_ids for g in groups], 3, 16, allowed_sequences=trie)
     for fin, ref in zip(done, refs, strict=True):
         beams = fin.completion.beams
         assert [b.token_ids for b in beams] == [r.token_ids for r in ref]

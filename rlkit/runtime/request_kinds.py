@@ -1,0 +1,104 @@
+"""Request kinds: what a rollout worker can run, looked up by name like every other plug-in.
+
+A request carries its `kind`; the worker (rlkit.runtime.rollout_worker) hands each kind's new
+requests to that kind's `serve(engine, requests)`:
+
+- streaming kinds (`exclusive=False`) start engine requests (`engine.add`) that the worker's
+  loop steps alongside everything else; `serve` returns only the requests it refused, as
+  finished ones.  Built in: `sample` (one sampled response) and `score` (prefill-only
+  log-probs of given tokens: answer probes, reference scoring).
+- exclusive kinds need the engine to themselves (a search that scores prefixes step by step
+  with `engine.next_token_logprobs`); the worker serves them once the in-flight requests have
+  finished (their outputs are kept) and `serve` returns every request it finished.  A method
+  registers its own, e.g. ReRe's constrained beam search (rlkit.methods.rere).
+
+Register with `@register_request_kind(name, exclusive=...)`; the module goes in
+`rlkit.plugins.BUILTIN_MODULES` (built-ins) or is named by a recipe's strategy (user code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rlkit.algos.registry import Registry
+from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
+
+ServeFn = Callable[[Any, list], list[FinishedRequest]]
+
+
+@dataclass(frozen=True)
+class RequestKind:
+    """How the worker runs one kind: `serve(engine, requests) -> finished requests`."""
+
+    name: str
+    serve: ServeFn
+    exclusive: bool
+
+
+REQUEST_KINDS: Registry = Registry("request kind")
+
+
+def register_request_kind(name: str, *, exclusive: bool, override: bool = False):
+    """Decorator registering `serve(engine, requests) -> list[FinishedRequest]` as kind `name`."""
+
+    def deco(serve: ServeFn) -> ServeFn:
+        REQUEST_KINDS.register(name, override=override)(RequestKind(name, serve, exclusive))
+        return serve
+
+    return deco
+
+
+@dataclass
+class SampleRequest:
+    """One sample to generate: `request_id` is "<group_id>:<index>" for rollouts."""
+
+    request_id: str
+    prompt_ids: list[int]
+    sampling: SamplingConfig
+    kind: str = "sample"
+
+
+@dataclass
+class ScoreRequest:
+    """Log-probs of `token_ids[start:]`, each given its prefix (one prefill, no sampling)."""
+
+    request_id: str
+    token_ids: list[int]
+    start: int
+    kind: str = "score"
+
+
+def refused(request_id: str, exc: Exception, version: int) -> FinishedRequest:
+    """A request the engine would not take, reported as finished with `finish_reason` "error"
+    (the caller's reward/accounting sees it; the worker lives on)."""
+    text = f"{type(exc).__name__}: {exc}"[:300]
+    return FinishedRequest(
+        request_id, Completion([], [], text=text, finish_reason="error"), version
+    )
+
+
+@register_request_kind("sample", exclusive=False)
+def add_samples(engine: Any, requests: list[SampleRequest]) -> list[FinishedRequest]:
+    """Start each request on the engine; the refused ones come back as finished."""
+    out = []
+    for req in requests:
+        try:
+            engine.add(req.request_id, req.prompt_ids, req.sampling)
+        except Exception as exc:
+            out.append(refused(req.request_id, exc, engine.version))
+    return out
+
+
+@register_request_kind("score", exclusive=False)
+def add_scores(engine: Any, requests: list[ScoreRequest]) -> list[FinishedRequest]:
+    """Start each scoring job as a one-token request that reports its prompt log-probs."""
+    out = []
+    for req in requests:
+        try:
+            cfg = SamplingConfig(max_tokens=1, prompt_logprobs_from=req.start)
+            engine.add(req.request_id, list(req.token_ids), cfg)
+        except Exception as exc:
+            out.append(refused(req.request_id, exc, engine.version))
+    return out
