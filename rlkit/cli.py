@@ -18,7 +18,8 @@ def _train(argv: list[str]) -> int:
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR (e.g. runs/quickstart) from its newest checkpoint",
     )
-    args = parser.parse_args(argv)
+    # intermixed: `rlkit train RECIPE --resume DIR key=value` (overrides after the option)
+    args = parser.parse_intermixed_args(argv)
     try:
         cfg = load_recipe(args.recipe, args.overrides)
     except ConfigError as exc:
@@ -26,7 +27,7 @@ def _train(argv: list[str]) -> int:
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rlkit.runtime.run import RankGroupLost, train
-    from rlkit.runtime.worker_restarts import RolloutWorkerLost
+    from rlkit.runtime.controller.worker_restarts import RolloutWorkerLost
 
     try:
         train(cfg, resume=args.resume)

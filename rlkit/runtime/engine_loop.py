@@ -90,7 +90,7 @@ class EngineLoop:
 
     @contextmanager
     def timed(self) -> Iterator[None]:
-        """Count engine work a method does itself (beam search) as busy time."""
+        """Count engine work a method does itself (an exclusive request kind) as busy time."""
         t0 = time.perf_counter()
         try:
             yield

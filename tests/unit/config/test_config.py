@@ -109,3 +109,17 @@ def test_missing_dataset_file_is_named(tmp_path, capsys):
     assert main(args) == 2
     assert "data.path: file not found" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_train_cli_takes_overrides_after_resume(tmp_path, monkeypatch):
+    """`rlkit train RECIPE --resume DIR key=value` (docs/reliability.md) reaches the run with
+    both the resume dir and the override; argparse used to reject the trailing override."""
+    import rlkit.runtime.run as run_module
+    from rlkit.cli import main
+
+    seen = {}
+    monkeypatch.setattr(
+        run_module, "train", lambda cfg, resume: seen.update(cfg=cfg, resume=resume)
+    )
+    rc = main(["train", "recipes/quickstart.yaml", "--resume", str(tmp_path), "trainer.lr=3e-4"])
+    assert rc == 0 and seen["resume"] == str(tmp_path) and seen["cfg"].trainer.lr == 3e-4
