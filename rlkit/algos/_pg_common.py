@@ -91,3 +91,26 @@ def behavior_weight(
         "pg/is_weight_mean": float(masked_mean(w, mask)),
         "pg/is_clip_frac": frac(raw > tis_cap, mask),
     }
+
+
+def with_behavior_weight(
+    loss: Tensor,
+    metrics: dict[str, float],
+    ratio: Tensor,
+    old_logprobs: Tensor,
+    behavior_logprobs: Tensor | None,
+    mask: Tensor,
+    behavior_correction: str,
+    tis_cap: float,
+) -> tuple[Tensor, Tensor, dict[str, float]]:
+    """The common end of a policy loss: multiply the per-token ``loss`` by the TIS weight of
+    :func:`behavior_weight` (when there is one), add its metrics (they win over the loss's own)
+    and the ``pg/ratio`` statistics; returns ``(loss, mask, metrics)`` as a loss returns."""
+    w, w_metrics = behavior_weight(
+        old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
+    )
+    if w is not None:
+        loss = loss * w
+    metrics.update(w_metrics)
+    metrics.update(stats("pg/ratio", ratio, mask))
+    return loss, mask, metrics

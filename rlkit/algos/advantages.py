@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlkit.algos import gae as _gae  # noqa: F401  (registers "gae")
 from rlkit.algos.masked_ops import _bool, masked_whiten
 from rlkit.algos.registry import ADVANTAGES, check_choice, register_advantage
 
@@ -144,6 +143,10 @@ def token_level_advantage(
     if mask is None:
         return token_advantages
     return torch.where(_bool(mask), token_advantages, torch.zeros_like(token_advantages))
+
+
+# The advantage stage hands it the rewards' per-token process scores (rlkit.algos.declared).
+token_level_advantage.token_inputs = {"token_advantages": "token_scores"}
 
 
 def compute_advantages(

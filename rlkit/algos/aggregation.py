@@ -19,6 +19,8 @@ With DP ranks that each average their gradients, multiply the share by the world
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -33,11 +35,15 @@ AGG_MODES: tuple[str, ...] = (
 )
 
 
-def compute_normalizers(mask: Tensor) -> dict[str, float]:
-    """Local ``num_tokens`` / ``num_seqs`` of a [B, T] mask; sum them over micro-batches and ranks
-    (all-reduce) to get the global normalisers to pass to :func:`aggregate`."""
-    m = _bool(mask)
-    return {"num_tokens": float(m.sum()), "num_seqs": float(m.any(dim=-1).sum())}
+def global_normalizers(response_lengths: Sequence[int], max_len: int) -> dict[str, float]:
+    """The normalisers of one optimizer step to pass to :func:`aggregate` with every
+    micro-batch's share: ``num_tokens`` (response tokens of all its samples), ``num_seqs`` (its
+    samples) and ``max_len`` (the rollout's token limit, for ``seq-mean-token-sum-norm``)."""
+    return {
+        "num_tokens": float(sum(response_lengths)),
+        "num_seqs": float(len(response_lengths)),
+        "max_len": float(max_len),
+    }
 
 
 def _denominator(given: float | Tensor | None, local: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Critic (value) loss with PPO value clipping."""
+"""Critics: the value loss with PPO value clipping, and how a batch is shared among M critics."""
 
 from __future__ import annotations
 
@@ -42,3 +42,18 @@ def value_loss(
         "vf/values_mean": float(masked_mean(values.detach(), m)),
     }
     return loss, metrics
+
+
+def disjoint_shares(group_sizes: list[int], num_critics: int) -> list[list[int]]:
+    """Indices (into the flat batch) each critic trains on: sample j of a group -> j mod M.
+
+    The shares are disjoint and cover the batch; each critic gets an even share of every group
+    (AsyPPO, arXiv 2510.01656: each mini-critic sees every prompt, never a response another
+    critic sees).  The critic split of every estimator that declares none (`critic_split`)."""
+    shares: list[list[int]] = [[] for _ in range(num_critics)]
+    start = 0
+    for size in group_sizes:
+        for j in range(size):
+            shares[j % num_critics].append(start + j)
+        start += size
+    return shares

@@ -1,4 +1,6 @@
-"""DAPO (Yu et al. 2025) batch-shaping helpers: dynamic sampling and soft overlong punishment."""
+"""DAPO (Yu et al. 2025) dynamic sampling: drop groups that carry no gradient.
+
+(DAPO's soft overlong punishment is a reward: rewards/length.py.)"""
 
 from __future__ import annotations
 
@@ -34,20 +36,3 @@ def dynamic_sampling_filter(
     )
     keep_group = (hi - lo) > atol
     return DynamicSamplingResult(keep_group[idx], int((~keep_group).sum()))
-
-
-def overlong_reward_penalty(
-    lengths: Tensor, max_len: int, cache_len: int, penalty_factor: float = 1.0
-) -> Tensor:
-    """DAPO soft overlong punishment, added to the reward:
-    0 if L <= max_len - cache_len; ((max_len - cache_len) - L) / cache_len if
-    max_len - cache_len < L <= max_len; -1 beyond; all times ``penalty_factor``
-    (verl ``overlong_buffer.penalty_factor``, default 1.0)."""
-    if not 0 < cache_len <= max_len:
-        raise ValueError("need 0 < cache_len <= max_len")
-    lengths = torch.as_tensor(lengths)
-    if not lengths.is_floating_point():
-        lengths = lengths.to(torch.get_default_dtype())
-    expected = max_len - cache_len
-    pen = ((expected - lengths) / cache_len).clamp(-1.0, 0.0)
-    return pen * penalty_factor

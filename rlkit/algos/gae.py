@@ -68,3 +68,6 @@ def gae_advantage(
         m = torch.ones_like(adv, dtype=torch.bool) if mask is None else _bool(mask)
         adv = masked_whiten(adv, m)
     return adv
+
+
+gae_advantage.needs_critic = True  # reads critic values (rlkit.algos.declared)

@@ -1,4 +1,4 @@
-"""KL-to-reference estimators, KL coefficient controllers and KL-in-reward shaping.
+"""KL-to-reference estimators, and the KL in the reward built on them.
 
 Per-token estimators of KL(pi || pi_ref) from samples of pi (Schulman 2020, "Approximating KL
 divergence"), with d = log pi - log pi_ref:
@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlkit.algos.masked_ops import _bool
 from rlkit.algos.registry import check_choice
 
 KL_KINDS: tuple[str, ...] = ("k1", "kl", "k2", "mse", "k3", "low_var_kl", "abs")
@@ -33,39 +32,19 @@ def kl_penalty(kind: str, logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
     return (torch.exp(neg) - neg - 1.0).clamp(-10.0, 10.0)
 
 
-class FixedKLController:
-    """Constant KL coefficient beta (verl/TRL ``FixedKLController``)."""
+def kl_token_penalties(samples: list, kind: str, beta: float) -> list[list[float]]:
+    """KL to the reference *in the reward* (the alternative to the `kl` loss term): β·k_t for
+    every response token of every sample (each needs `behavior_logprobs` and `ref_logprobs`).
 
-    def __init__(self, kl_coef: float) -> None:
-        self.value = float(kl_coef)
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        """No-op: the coefficient is fixed."""
-
-
-class AdaptiveKLController:
-    """Adaptive beta of Ziegler et al. 2019 (as verl/TRL ``AdaptiveKLController``):
-    e = clip(KL / target - 1, -0.2, 0.2); beta <- beta * (1 + e * n_steps / horizon)."""
-
-    def __init__(self, init_kl_coef: float, target: float, horizon: float) -> None:
-        if target <= 0 or horizon <= 0:
-            raise ValueError("target and horizon must be > 0")
-        self.value = float(init_kl_coef)
-        self.target = float(target)
-        self.horizon = float(horizon)
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        """Move beta toward keeping the measured KL at ``target``."""
-        error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
-
-
-def apply_kl_to_rewards(
-    token_rewards: Tensor, kl: Tensor, beta: float, mask: Tensor | None = None
-) -> Tensor:
-    """KL in the reward (InstructGPT / verl ``apply_kl_penalty``): r_t - beta * kl_t per token,
-    0 at masked positions when ``mask`` is given."""
-    out = token_rewards - beta * kl
-    if mask is not None:
-        out = torch.where(_bool(mask), out, torch.zeros_like(out))
+    Token rewards become r_t = R·1[t = last] − β·k(log μ_t, log π_ref,t), with μ the rollout
+    engine's log-probs of the sampled tokens (the policy that produced them; verl uses the
+    trainer's recomputed old log-probs, equal on-policy up to numerics).  Outcome estimators
+    (GRPO family) see the sequence reward R − β·Σ_t k_t, as verl's `apply_kl_penalty` followed by
+    a token sum; GAE sees the token rewards (rlkit.credit.stages: `kl_in_reward`, `advantage`).
+    """
+    out = []
+    for s in samples:
+        lp = torch.tensor([s.behavior_logprobs], dtype=torch.float64)
+        ref = torch.tensor([s.ref_logprobs], dtype=torch.float64)
+        out.append((beta * kl_penalty(kind, lp, ref))[0].tolist())
     return out

@@ -12,12 +12,12 @@ import torch
 from torch import Tensor
 
 from rlkit.algos._pg_common import (
-    behavior_weight,
     frac,
     ppo_clip,
     safe_log_ratio,
     seq_level,
     stats,
+    with_behavior_weight,
 )
 from rlkit.algos.masked_ops import masked_mean
 from rlkit.algos.registry import register_policy_loss
@@ -82,18 +82,13 @@ def topr_loss(
         positive, torch.full_like(ratio, positive_weight), torch.full_like(ratio, negative_weight)
     )
     loss = -scale * w * advantages * logprobs
-    bw, bw_metrics = behavior_weight(
-        old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
-    if bw is not None:
-        loss = loss * bw
     metrics = {
         "pg/clip_frac": frac(~positive & (ratio > 1.0), mask),
         "pg/positive_frac": frac(positive, mask),
     }
-    metrics.update(bw_metrics)
-    metrics.update(stats("pg/ratio", ratio, mask))
-    return loss, mask, metrics
+    return with_behavior_weight(
+        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
+    )
 
 
 @register_policy_loss("cispo")
@@ -115,19 +110,14 @@ def cispo_loss(
     ratio = torch.exp(safe_log_ratio(logprobs.detach(), old_logprobs, mask))
     w = ratio.clamp(1.0 - clip_eps_low, 1.0 + clip_eps_high)
     loss = -w * advantages * logprobs
-    bw, bw_metrics = behavior_weight(
-        old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
-    if bw is not None:
-        loss = loss * bw
     metrics = {
         "pg/clip_frac": frac((ratio < 1.0 - clip_eps_low) | (ratio > 1.0 + clip_eps_high), mask),
         "pg/is_weight_mean": float(masked_mean(w, mask)),
         "pg/cispo_weight_mean": float(masked_mean(w, mask)),
     }
-    metrics.update(bw_metrics)  # with behaviour log-probs, is_weight_mean is the TIS weight
-    metrics.update(stats("pg/ratio", ratio, mask))
-    return loss, mask, metrics
+    return with_behavior_weight(
+        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
+    )
 
 
 @register_policy_loss("decoupled_ppo")

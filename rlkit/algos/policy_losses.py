@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlkit.algos._pg_common import behavior_weight, ppo_clip, safe_log_ratio, seq_level, stats
+from rlkit.algos._pg_common import ppo_clip, safe_log_ratio, seq_level, with_behavior_weight
 from rlkit.algos.aggregation import aggregate
 from rlkit.algos.masked_ops import _bool, broadcast_to_tokens, masked_mean
 from rlkit.algos.registry import POLICY_LOSSES, register_policy_loss
@@ -45,15 +45,10 @@ def ppo_loss(
     log_r = safe_log_ratio(logprobs, old_logprobs, mask)
     ratio = torch.exp(log_r)
     loss, metrics = ppo_clip(ratio, advantages, mask, clip_eps_low, clip_eps_high, dual_clip_c)
-    w, w_metrics = behavior_weight(
-        old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
-    if w is not None:
-        loss = loss * w
-    metrics.update(w_metrics)
-    metrics.update(stats("pg/ratio", ratio, mask))
     metrics["pg/approx_kl"] = float(masked_mean(-log_r.detach(), mask))
-    return loss, mask, metrics
+    return with_behavior_weight(
+        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
+    )
 
 
 @register_policy_loss("gspo")
@@ -85,14 +80,9 @@ def gspo_loss(
     log_s_tok = torch.where(mask, log_s_tok, torch.zeros_like(log_s_tok))
     ratio = torch.exp(log_s_tok)
     loss, metrics = ppo_clip(ratio, advantages, mask, clip_eps_low, clip_eps_high, None)
-    w, w_metrics = behavior_weight(
-        old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
+    return with_behavior_weight(
+        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
     )
-    if w is not None:
-        loss = loss * w
-    metrics.update(w_metrics)
-    metrics.update(stats("pg/ratio", ratio, mask))
-    return loss, mask, metrics
 
 
 AGG_KEYS = ("num_tokens", "num_seqs", "max_len")
@@ -136,6 +126,3 @@ def policy_loss(
     loss = aggregate(per_token, loss_mask, agg, **agg_kw)
     metrics["pg/loss"] = float(loss.detach())
     return loss, metrics
-
-
-from rlkit.algos import off_policy as _off_policy  # noqa: E402,F401  (registers the variants)

@@ -4,8 +4,8 @@ Default order (each stage only when the recipe needs it):
     reference -> critic_values -> kl_in_reward -> [estimator's own stages, algo.credit]
     -> advantage -> [stages marked `after_advantage`] -> critic_update
 An estimator declares the stages it needs with a `credit_stages` attribute (GRPO-VPS: its
-probes); `algo.credit` adds stages by registered name or `path/to/file.py:Class`, with knobs
-from `algo.credit_kw[<name>]`.
+probes; rlkit.algos.declared); `algo.credit` adds stages by registered name or
+`path/to/file.py:Class`, with knobs from `algo.credit_kw[<name>]`.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ from typing import Any
 
 import torch
 
-from rlkit.credit import asyppo_stage as _asyppo_stage  # noqa: F401  (AsyPPO's stages)
-from rlkit.credit import stages as _stages  # noqa: F401  (registers the shipped stages)
-from rlkit.credit import vps_stage as _vps_stage  # noqa: F401  (GRPO-VPS probes)
+from rlkit.algos.declared import estimator
 from rlkit.credit.base import CREDIT_STAGES, CreditBatch, Services
 from rlkit.engines.train_batch import TrainSample
 
 
 def stage_names(cfg: Any) -> list[str]:
     """The ordered stage names of a recipe (see module docstring)."""
-    from rlkit.algos.registry import ADVANTAGES
-
     a = cfg.algo
-    own = list(getattr(ADVANTAGES[a.advantage], "credit_stages", ()))
+    own = list(getattr(estimator(cfg), "credit_stages", ()))
     extra = [n for n in [*own, *a.credit] if n not in ("reference", "advantage")]
     before = [n for n in extra if not getattr(CREDIT_STAGES[n], "after_advantage", False)]
     after = [n for n in extra if n not in before]

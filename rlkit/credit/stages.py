@@ -7,6 +7,11 @@ from typing import Any
 
 import torch
 
+from rlkit.algos.advantages import compute_advantages
+from rlkit.algos.declared import token_inputs
+from rlkit.algos.gae import gae_returns
+from rlkit.algos.kl import kl_token_penalties
+from rlkit.algos.masked_ops import place_at_last_token
 from rlkit.credit.base import CreditBatch, Services, register_credit_stage
 
 
@@ -18,9 +23,7 @@ class ReferenceLogprobs:
         pass
 
     def run(self, batch: CreditBatch, services: Services) -> None:
-        import ray
-
-        refs = ray.get(services.reference.logprobs.remote(batch.samples))
+        refs = services.reference.logprobs(batch.samples)  # the trainer ranks' copies
         for s, lp in zip(batch.samples, refs):
             s.streams["ref_logprobs"] = lp
 
@@ -44,15 +47,13 @@ class CriticValues:
 
 @register_credit_stage("kl_in_reward")
 class KLInReward:
-    """β·k(log μ_t, log π_ref,t) per token, to be subtracted from the reward (rlkit.runtime.
-    kl_reward has the formula); the advantage stage applies it."""
+    """β·k(log μ_t, log π_ref,t) per token, to be subtracted from the reward (the formula:
+    rlkit.algos.kl.kl_token_penalties); the advantage stage applies it."""
 
     def __init__(self, cfg: Any, **_: Any):
         self.kind, self.beta = cfg.algo.kl_kind, cfg.algo.kl_beta
 
     def run(self, batch: CreditBatch, services: Services) -> None:
-        from rlkit.runtime.kl_reward import kl_token_penalties
-
         pens = kl_token_penalties(batch.samples, self.kind, self.beta)
         batch.token_penalties = batch.padded(pens)
         batch.stats["kl/reward_penalty"] = sum(sum(p) for p in pens) / len(pens)
@@ -62,17 +63,17 @@ class KLInReward:
 class Advantages:
     """The recipe's estimator (`algo.advantage`: a registered name or a path) -> stream
     `advantages`.  Outcome estimators see R − Σ_t β·k_t when the KL is in the reward;
-    value estimators (critics on: `gae`, `asyppo`) see token rewards R·1[last] − β·k_t and the
-    mean critic value; `token_level` sees the rewards' `token_scores`."""
+    value estimators (they declare `needs_critic`) see token rewards R·1[last] − β·k_t and the
+    mean critic value; an estimator that declares `token_inputs` (`token_level`) gets them,
+    e.g. the rewards' `token_scores`."""
 
     def __init__(self, cfg: Any, **_: Any):
         self.name, self.kw = cfg.algo.advantage, dict(cfg.algo.advantage_kw)
+        self.token_inputs = token_inputs(cfg)
         if cfg.critic.enabled:  # value estimators discount like the critics' returns
             self.kw = {"gamma": cfg.critic.gamma, "lam": cfg.critic.lam, **self.kw}
 
     def run(self, batch: CreditBatch, services: Services) -> None:
-        from rlkit.algos import compute_advantages, place_at_last_token
-
         rewards = batch.rewards
         if batch.values is not None:  # token-level estimator over critic values
             rewards = place_at_last_token(rewards, batch.mask)
@@ -81,8 +82,8 @@ class Advantages:
         elif batch.token_penalties is not None:
             rewards = rewards - batch.token_penalties.sum(1)
         kw = {**self.kw, **batch.estimator_kw}
-        if self.name == "token_level":
-            kw["token_advantages"] = batch.padded(token_scores(batch))
+        for key, source in self.token_inputs.items():
+            kw[key] = batch.padded(TOKEN_INPUTS[source](batch))
         adv = compute_advantages(
             self.name,
             rewards=rewards,
@@ -99,14 +100,12 @@ class Advantages:
 @register_credit_stage("critic_update")
 class CriticUpdate:
     """GAE returns R_t = A_t + V̄_t (unwhitened) as value targets; starts every critic's step on
-    its disjoint share of each group (rlkit.runtime.critic_group) without waiting for it."""
+    its disjoint share of each group (rlkit.runtime.actors.critic_group) without waiting for it."""
 
     def __init__(self, cfg: Any, **_: Any):
         self.gamma, self.lam = cfg.critic.gamma, cfg.critic.lam
 
     def run(self, batch: CreditBatch, services: Services) -> None:
-        from rlkit.algos import gae_returns, place_at_last_token
-
         rewards = place_at_last_token(batch.rewards, batch.mask)
         if batch.token_penalties is not None:
             rewards = rewards - batch.token_penalties
@@ -127,6 +126,10 @@ def token_scores(batch: CreditBatch) -> list[list[float]]:
     for (_, s), r, n in zip(batch.flat, batch.rewards.tolist(), batch.lengths):
         out.append(list(s.token_scores) if s.token_scores is not None else [r] * n)
     return out
+
+
+# The per-token inputs an estimator may declare (`token_inputs`), by name.
+TOKEN_INPUTS = {"token_scores": token_scores}
 
 
 def _valid(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

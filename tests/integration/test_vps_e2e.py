@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _fresh(worker, tiny_model):
     """Earlier tests may have trained the shared worker: back to the tiny model's weights."""
-    from rlkit.runtime.cluster import reset_workers
+    from rlkit.runtime.placement.cluster import reset_workers
 
     reset_workers([worker], tiny_model)
 
@@ -31,7 +31,7 @@ def test_engine_beliefs_equal_packed_and_naive(vllm_worker, tiny_model):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlkit.algos.vps import answer_beliefs, belief_from_logprobs, build_probes
+    from rlkit.methods.vps import answer_beliefs, belief_from_logprobs, build_probes
 
     _fresh(vllm_worker, tiny_model)
     tok = AutoTokenizer.from_pretrained(tiny_model)

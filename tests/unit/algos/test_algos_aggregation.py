@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rlkit.algos import AGG_MODES, aggregate, compute_normalizers, policy_loss
+from rlkit.algos import AGG_MODES, aggregate, global_normalizers, policy_loss
 
 D = torch.float64
 
@@ -56,7 +56,7 @@ def test_micro_batch_invariance_values_and_grads(mode):
         x = torch.where(mask, x, torch.zeros_like(x)).requires_grad_(True)
         full = aggregate(x, mask, mode, max_len=8)
         (g_full,) = torch.autograd.grad(full, x)
-        norm = compute_normalizers(mask)
+        norm = global_normalizers(mask.sum(-1).tolist(), max_len=8)
         perm = torch.randperm(11, generator=torch.Generator().manual_seed(seed))
         cuts = sorted(
             torch.randint(1, 11, (3,), generator=torch.Generator().manual_seed(seed + 9)).tolist()
@@ -68,7 +68,7 @@ def test_micro_batch_invariance_values_and_grads(mode):
             # each micro-batch may also be padded to its own shorter width
             width = int(mask[idx].sum(-1).max())
             xs = x[idx][:, :width]
-            share = aggregate(xs, mask[idx][:, :width], mode, max_len=8, **norm)
+            share = aggregate(xs, mask[idx][:, :width], mode, **norm)  # max_len=8 in norm
             (g,) = torch.autograd.grad(share, x)
             g_sum += g
             total += share.item()
@@ -81,7 +81,7 @@ def test_policy_loss_forwards_normalisers():
     lp = torch.where(mask, -x.abs(), torch.zeros_like(x)).requires_grad_(True)
     old = (lp.detach() + 0.05 * torch.randn_like(lp)).detach()
     adv = torch.randn(6, dtype=D)
-    norm = compute_normalizers(mask)
+    norm = global_normalizers(mask.sum(-1).tolist(), max_len=5)
     for agg in AGG_MODES:
         full, _ = policy_loss(
             "ppo", logprobs=lp, old_logprobs=old, advantages=adv, mask=mask, agg=agg, max_len=5
@@ -94,8 +94,7 @@ def test_policy_loss_forwards_normalisers():
                 advantages=adv[s],
                 mask=mask[s],
                 agg=agg,
-                max_len=5,
-                **norm,
+                **norm,  # with max_len=5
             )[0]
             for s in (slice(0, 2), slice(2, 3), slice(3, 6))
         ]

@@ -1,4 +1,4 @@
-"""KL estimators and controllers, DAPO helpers, value loss, entropy and masked ops."""
+"""KL estimators, DAPO dynamic sampling, value loss, critic shares, entropy and masked ops."""
 
 import math
 
@@ -6,16 +6,13 @@ import pytest
 import torch
 
 from rlkit.algos import (
-    AdaptiveKLController,
-    FixedKLController,
-    apply_kl_to_rewards,
+    disjoint_shares,
     dynamic_sampling_filter,
     entropy_from_logits,
     kl_penalty,
     masked_mean,
     masked_var,
     masked_whiten,
-    overlong_reward_penalty,
     value_loss,
 )
 
@@ -66,42 +63,12 @@ def test_kl_gradcheck_and_unknown():
         kl_penalty("k4", x, y)
 
 
-def test_kl_controllers():
-    c = AdaptiveKLController(init_kl_coef=0.1, target=6.0, horizon=10000)
-    c.update(current_kl=9.0, n_steps=256)  # error 0.5 -> clipped to 0.2
-    assert c.value == pytest.approx(0.1 * (1 + 0.2 * 256 / 10000))
-    c2 = AdaptiveKLController(0.1, 6.0, 10000)
-    c2.update(current_kl=5.4, n_steps=100)  # error -0.1
-    assert c2.value == pytest.approx(0.1 * (1 - 0.1 * 100 / 10000))
-    f = FixedKLController(0.05)
-    f.update(100.0, 10)
-    assert f.value == 0.05
-
-
-def test_apply_kl_to_rewards():
-    r = torch.tensor([[0.0, 0.0, 1.0]], dtype=D)
-    kl = torch.tensor([[0.1, 0.2, 0.3]], dtype=D)
-    out = apply_kl_to_rewards(r, kl, beta=0.5, mask=torch.tensor([[1, 1, 0]]))
-    assert torch.allclose(out, torch.tensor([[-0.05, -0.1, 0.0]], dtype=D))
-
-
 def test_dynamic_sampling_filter():
     r = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0])
     ids = [0, 0, 1, 1, 2, 3, 3, 2]  # groups 0 and 1 and 3 all-equal, group 2 mixed
     keep, dropped = dynamic_sampling_filter(r, ids)
     assert keep.tolist() == [False, False, False, False, True, False, False, True]
     assert dropped == 3
-
-
-@pytest.mark.parametrize(
-    "length,exp", [(10, 0.0), (16, 0.0), (17, -0.25), (18, -0.5), (20, -1.0), (25, -1.0)]
-)
-def test_overlong_penalty(length, exp):
-    out = overlong_reward_penalty(torch.tensor([length]), max_len=20, cache_len=4)
-    assert out.item() == pytest.approx(exp)
-    assert overlong_reward_penalty([length], 20, 4, penalty_factor=2.0).item() == pytest.approx(
-        2 * exp
-    )
 
 
 def test_value_loss_hand_values():
@@ -117,6 +84,11 @@ def test_value_loss_hand_values():
     assert torch.allclose(g, torch.tensor([[0.0, 0.5 * 2 * (0 - 1) / 2, 0.0]], dtype=D))
     loss, _ = value_loss(v, old, ret, m, clip_eps=None)
     assert loss.item() == pytest.approx(0.5 * (1.0 + 1.0) / 2)
+
+
+def test_disjoint_shares_split_every_group():
+    assert disjoint_shares([4, 4], 2) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    assert disjoint_shares([3], 1) == [[0, 1, 2]]
 
 
 def test_entropy_from_logits():

@@ -10,7 +10,7 @@ from rlkit.algos import gae_returns, masked_whiten
 from rlkit.config.loader import config_from_dict
 from rlkit.credit import Services, build_pipeline
 from rlkit.engines.rollout_protocol import Completion
-from rlkit.runtime.groups import Group, Prompt, Sample
+from rlkit.runtime.controller.groups import Group, Prompt, Sample
 
 
 def _group(rewards, lengths, token_scores=None):

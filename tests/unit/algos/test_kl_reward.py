@@ -6,12 +6,12 @@ import math
 
 import pytest
 
+from rlkit.algos.kl import kl_token_penalties
 from rlkit.config.loader import config_from_dict
 from rlkit.credit import Services, build_pipeline
 from rlkit.engines.rollout_protocol import Completion
 from rlkit.engines.train_batch import TrainSample
-from rlkit.runtime.groups import Group, Prompt, Sample
-from rlkit.runtime.kl_reward import kl_token_penalties
+from rlkit.runtime.controller.groups import Group, Prompt, Sample
 
 
 def _k3(lp: float, ref: float) -> float:
@@ -25,20 +25,14 @@ def test_penalties_are_beta_k3_per_token():
 
 
 class _Reference:
-    """Stands in for the reference actor: log π_ref = log μ + (0, -1) per sample."""
+    """Stands in for the reference model: log π_ref = log μ + (0, -1) per sample."""
 
-    class _Call:
-        def remote(self, samples):
-            return [[lp + (0.0 if i == 0 else -1.0) for lp in s.behavior_logprobs]
-                    for i, s in enumerate(samples)]  # fmt: skip
-
-    logprobs = _Call()
+    def logprobs(self, samples):
+        return [[lp + (0.0 if i == 0 else -1.0) for lp in s.behavior_logprobs]
+                for i, s in enumerate(samples)]  # fmt: skip
 
 
-def test_outcome_advantages_use_reward_minus_kl_sum(monkeypatch):
-    import ray
-
-    monkeypatch.setattr(ray, "get", lambda x: x)
+def test_outcome_advantages_use_reward_minus_kl_sum():
     cfg = config_from_dict(
         {
             "model": {"kind": "tiny"},

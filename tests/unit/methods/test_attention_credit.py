@@ -8,11 +8,13 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from transformers.modeling_utils import AttentionInterface
 
-from rlkit.algos import attention_gammas, attention_signals, gamma_metrics
-from rlkit.algos.attention_credit import (
+from rlkit.methods.attention_credit import (
     AttentionCaptureError,
+    attention_gammas,
+    attention_signals,
     capture_qk,
     default_layers,
+    gamma_metrics,
     signals_from_qk,
 )
 

@@ -16,7 +16,7 @@ causal LM:
   flash-attention kernels cannot take it, so ``packed`` refuses them.
 
 A third way (rollout-engine prompt logprobs with prefix caching) uses :func:`build_probes` and
-:func:`belief_from_logprobs` and lives with the engine code.
+:func:`belief_from_logprobs` and lives in :mod:`rlkit.methods.vps.stage` (``engine_beliefs``).
 """
 
 from __future__ import annotations

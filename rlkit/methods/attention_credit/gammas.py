@@ -1,8 +1,8 @@
-"""Attention-based credit (arXiv 2510.13554, "preplan-and-anchor"), part 2: token weights γ.
+"""Attention-based credit (arXiv 2510.13554, "preplan-and-anchor"): token weights γ.
 
-From WAAD and FAI (rlkit.algos.attention_credit) to per-token advantage multipliers γ_t, used as
-Ã_t = γ_t·A_t inside both terms of the PPO min (γ detached, advantages of both signs). Per
-response (docs/algorithms.md §4), with e = amp − 1 (0.5 in the paper):
+From WAAD and FAI (rlkit.methods.attention_credit.signals) to per-token advantage multipliers
+γ_t, used as Ã_t = γ_t·A_t inside both terms of the PPO min (γ detached, advantages of both
+signs). Per response (docs/algorithms.md §4), with e = amp − 1 (0.5 in the paper):
 
 - Δ_t = |WAAD_t − WAAD_{t+1}| over consecutive response tokens; the last response token has Δ = 0.
 - preplan: the top n_top response tokens by Δ get γ = amp.
@@ -20,11 +20,29 @@ token. Defaults: τ_waad = median WAAD of the response (mean of the two middle v
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 STRATEGIES = ("preplan", "anchor", "coupled")
+
+
+@dataclass(frozen=True)
+class GammaKnobs:
+    """The knobs of γ and their defaults (the paper's; the one list: the token hook's knobs are
+    these and rlkit.methods.attention_credit.signals.SignalKnobs).  ``amp``: γ of a chosen token
+    (e = amp − 1); ``top_frac``: share of a response's tokens chosen; ``tau_waad`` /
+    ``tau_delta``: the coupled thresholds (None = per-response defaults); ``alpha``: the share of
+    a dominated anchor's bonus moved to its introducer; ``k``: the look-back window (>= 1)."""
+
+    amp: float = 1.5
+    top_frac: float = 0.4
+    tau_waad: float | None = None
+    tau_delta: float | None = None
+    alpha: float = 0.5
+    k: int = 3
 
 
 def _top_count(n: int, top_frac: float) -> int:
@@ -85,29 +103,19 @@ def _coupled_row(
     return gamma
 
 
-def _row_gamma(
-    w: Tensor,
-    f: Tensor,
-    strategy: str,
-    amp: float,
-    top_frac: float,
-    tau_waad: float | None,
-    tau_delta: float | None,
-    alpha: float,
-    k: int,
-) -> Tensor:
+def _row_gamma(w: Tensor, f: Tensor, strategy: str, g: GammaKnobs) -> Tensor:
     """γ over one response's tokens (compact vectors w = WAAD, f = FAI)."""
-    e = amp - 1.0
+    e = g.amp - 1.0
     if strategy == "anchor":
-        return 1.0 + e * _top_positions(f, top_frac).to(w.dtype)
+        return 1.0 + e * _top_positions(f, g.top_frac).to(w.dtype)
     delta = _row_delta(w)
-    preplan = _top_positions(delta, top_frac)
+    preplan = _top_positions(delta, g.top_frac)
     if strategy == "preplan":
         return 1.0 + e * preplan.to(w.dtype)
-    t_w = float(torch.quantile(w.double(), 0.5)) if tau_waad is None else tau_waad
-    t_d = float(delta[preplan].min()) if tau_delta is None else tau_delta
-    anchors = _top_positions(f, top_frac)
-    return _coupled_row(w, delta, anchors, t_w, t_d, alpha, k, e)
+    t_w = float(torch.quantile(w.double(), 0.5)) if g.tau_waad is None else g.tau_waad
+    t_d = float(delta[preplan].min()) if g.tau_delta is None else g.tau_delta
+    anchors = _top_positions(f, g.top_frac)
+    return _coupled_row(w, delta, anchors, t_w, t_d, g.alpha, g.k, e)
 
 
 def attention_gammas(
@@ -115,21 +123,17 @@ def attention_gammas(
     fai: Tensor,
     response_mask: Tensor,
     strategy: str,
-    *,
-    amp: float = 1.5,
-    top_frac: float = 0.4,
-    tau_waad: float | None = None,
-    tau_delta: float | None = None,
-    alpha: float = 0.5,
-    k: int = 3,
+    **knobs: Any,
 ) -> Tensor:
     """Per-token advantage multipliers γ [B, N] (detached; 1 outside the response) for strategy
     "preplan" | "anchor" | "coupled" (arXiv 2510.13554; formulas in the module docstring).
-    ``tau_waad`` / ``tau_delta`` given as numbers apply to every row; None = per-response defaults.
+    ``knobs``: the fields of :class:`GammaKnobs` (an unknown one is a TypeError); ``tau_waad`` /
+    ``tau_delta`` given as numbers apply to every row; None = per-response defaults.
     """
+    g = GammaKnobs(**knobs)
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
-    if k < 1:
+    if g.k < 1:
         raise ValueError("k must be >= 1")
     waad, fai = waad.detach().float(), fai.detach().float()
     gammas = torch.ones_like(waad)
@@ -137,14 +141,12 @@ def attention_gammas(
     for b in range(waad.shape[0]):
         pos = mask[b].nonzero().squeeze(1)
         if pos.numel():
-            gammas[b, pos] = _row_gamma(
-                waad[b, pos], fai[b, pos], strategy, amp, top_frac, tau_waad, tau_delta, alpha, k
-            )
+            gammas[b, pos] = _row_gamma(waad[b, pos], fai[b, pos], strategy, g)
     return gammas
 
 
 def token_sets(
-    waad: Tensor, fai: Tensor, response_mask: Tensor, top_frac: float = 0.4
+    waad: Tensor, fai: Tensor, response_mask: Tensor, top_frac: float = GammaKnobs.top_frac
 ) -> tuple[Tensor, Tensor]:
     """(preplan, anchor) bool [B, N]: each response's top-n_top tokens by Δ and by FAI."""
     mask = response_mask.to(torch.bool)
@@ -163,7 +165,7 @@ def gamma_metrics(
     *,
     waad: Tensor | None = None,
     fai: Tensor | None = None,
-    top_frac: float = 0.4,
+    top_frac: float = GammaKnobs.top_frac,
 ) -> dict[str, float]:
     """Logging metrics over response tokens: ``attn_credit/frac_amplified`` (γ > 1),
     ``attn_credit/mean_gamma``, ``attn_credit/max_gamma``; with waad and fai also the overlap of

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from rlkit.algos import compute_advantages
-from rlkit.algos.vps import answer_beliefs
 from rlkit.config.loader import config_from_dict
 from rlkit.credit import CREDIT_STAGES, Services
 from rlkit.credit.pipeline import new_batch, stage_names
 from rlkit.engines.rollout_protocol import Completion
-from rlkit.runtime.groups import Group, Prompt, Sample
+from rlkit.methods.vps import answer_beliefs
+from rlkit.runtime.controller.groups import Group, Prompt, Sample
 
 SUFFIX = "\nThe final answer is \\boxed{"
 

@@ -9,12 +9,13 @@ import math
 import pytest
 import torch
 
-from rlkit.algos import ADVANTAGES, asyppo_masks, compute_advantages
-from rlkit.algos.asyppo import asyppo_metrics
+from rlkit.algos import ADVANTAGES, compute_advantages, disjoint_shares
+from rlkit.algos.declared import critic_count, critic_split
 from rlkit.algos.loss_terms import LossContext, LossTerm, total_loss
 from rlkit.config.loader import ConfigError, config_from_dict
-from rlkit.config.schema import check_semantics, critic_count
-from rlkit.runtime.critic_group import critic_subsets
+from rlkit.config.schema import check_semantics
+from rlkit.methods.asyppo import asyppo_masks, asyppo_metrics
+from rlkit.runtime.prepare import check_plugins
 
 S2 = math.sqrt(2.0)
 
@@ -124,7 +125,8 @@ def test_recipe_rules_default_two_critics():
 
 def test_shards_are_disjoint_cover_the_batch_and_split_every_group():
     sizes = [4, 4, 6]
-    subsets = critic_subsets(sizes, 2)
+    assert critic_split(_cfg(critic={"enabled": True})) is disjoint_shares  # AsyPPO declares it
+    subsets = disjoint_shares(sizes, 2)
     flat = [i for s in subsets for i in s]
     assert sorted(flat) == list(range(sum(sizes))) and len(flat) == len(set(flat))
     starts = [0, 4, 8]

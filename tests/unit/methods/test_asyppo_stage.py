@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlkit.algos import asyppo_masks, compute_advantages, place_at_last_token
+from rlkit.algos import compute_advantages, place_at_last_token
 from rlkit.config.loader import config_from_dict
 from rlkit.credit import Services, build_pipeline
 from rlkit.credit.pipeline import stage_names
 from rlkit.engines.rollout_protocol import Completion
-from rlkit.runtime.groups import Group, Prompt, Sample
+from rlkit.methods.asyppo import asyppo_masks
+from rlkit.runtime.controller.groups import Group, Prompt, Sample
 
 
 class FakeCritics:

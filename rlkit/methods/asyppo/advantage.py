@@ -1,8 +1,8 @@
 """AsyPPO (arXiv 2510.01656, "Asymmetric PPO: mini-critics boost LLM reasoning"): pure parts.
 
-M small critics, each trained on a disjoint share of every group's responses
-(rlkit.runtime.critic_group.critic_subsets), give per-token values V_m(s_t).  Their mean V̄ feeds
-GAE (γ = 1, λ = 0.95); their disagreement σ_t = std_m V_m(s_t) steers the update
+M small critics, each trained on a disjoint share of every group's responses (the estimator's
+declared `critic_split`: rlkit.algos.critic.disjoint_shares), give per-token values V_m(s_t).
+Their mean V̄ feeds GAE (γ = 1, λ = 0.95); their disagreement σ_t = std_m V_m(s_t) steers the update
 (docs/algorithms.md §5):
 
     loss = −(1/|o|) Σ_t [ I^A_t · min(r_t Â_t, clip(r_t) Â_t) + β · I^H_t · H(π_θ(·|s_t)) ]
@@ -10,7 +10,7 @@ GAE (γ = 1, λ = 0.95); their disagreement σ_t = std_m V_m(s_t) steers the upd
     I^H_t = 0 where σ_t is in the highest `ent_high_frac` (critics diverge wildly).
 
 The masks reach the loss as the per-token streams `adv_mask` and `entropy_mask`
-(rlkit.algos.loss_terms); the credit stage `asyppo_masks` (rlkit.credit.asyppo_stage) sets them.
+(rlkit.algos.loss_terms); the credit stage `asyppo_masks` (rlkit.methods.asyppo.stage) sets them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rlkit.algos.critic import disjoint_shares
 from rlkit.algos.gae import gae_advantage
 from rlkit.algos.masked_ops import _bool
 from rlkit.algos.registry import register_advantage
@@ -94,4 +95,11 @@ def asyppo_advantage(**kw: Any) -> Tensor:
     return gae_advantage(**kw)
 
 
+# What AsyPPO declares (read by the credit pipeline, check_plugins and the critic group; the
+# runtime never names the method): its mask stage, M >= 2 critics (2 when `critic.num_critics`
+# is 0), each trained on its own share of every group.
 asyppo_advantage.credit_stages = ("asyppo_masks",)
+asyppo_advantage.needs_critic = True
+asyppo_advantage.min_critics = 2
+asyppo_advantage.default_critics = 2
+asyppo_advantage.critic_split = disjoint_shares

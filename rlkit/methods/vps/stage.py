@@ -1,7 +1,7 @@
 """The `vps_probes` credit stage: answer beliefs at segment boundaries for GRPO-VPS.
 
 For every sample whose dataset row has a gold answer (field `answer`, else `gold`), the response
-is cut into segments (rlkit.algos.vps_segments; a trailing EOS token is left out and keeps plain
+is cut into segments (rlkit.methods.vps.segments; a trailing EOS token is left out and keeps plain
 GRPO), and for the boundaries [0, b_1, ..., b_K] the probes x_k = q ⊕ o[:b_k] ⊕ s ⊕ a* are scored:
 
     p_k = exp( (1/|a*|) Σ_j log π(a*_j | x_k before a*, a*_<j) )        (docs/algorithms.md §3)
@@ -30,6 +30,9 @@ import time
 from typing import Any
 
 from rlkit.credit.base import CreditBatch, Services, register_credit_stage
+from rlkit.methods.vps.advantage import vps_metrics
+from rlkit.methods.vps.beliefs import answer_beliefs, belief_from_logprobs, build_probes
+from rlkit.methods.vps.segments import piece_decoder, segment_boundaries
 
 DEFAULT_SUFFIX = "\nThe final answer is \\boxed{"
 METHODS = ("engine", "packed", "naive")
@@ -62,8 +65,6 @@ class VPSProbes:
     def _tokenizer(self, services: Services):
         if self._tok is None:
             from transformers import AutoTokenizer
-
-            from rlkit.algos.vps import piece_decoder
 
             path = getattr(services, "model_path", None) or self.model_path
             if path is None:
@@ -101,8 +102,6 @@ class VPSProbes:
         return [self._plan_one(g, s) for (g, _), s in zip(batch.flat, batch.samples)]
 
     def _plan_one(self, group: Any, sample: Any) -> dict | None:
-        from rlkit.algos.vps import segment_boundaries
-
         gold, resp = self.gold(group), list(sample.response_ids)
         if resp and resp[-1] == self._tok.eos_token_id:
             resp = resp[:-1]  # the EOS token keeps plain GRPO
@@ -118,8 +117,6 @@ class VPSProbes:
         return {"prompt": list(sample.prompt_ids), "response": resp, "ends": ends, "answer": answer}
 
     def run(self, batch: CreditBatch, services: Services) -> None:
-        from rlkit.algos.vps import vps_metrics
-
         plans = self.plan(batch, services)
         t0 = time.perf_counter()
         if self.method == "engine":
@@ -135,8 +132,6 @@ class VPSProbes:
         batch.stats.update(stats)
 
     def _hf_beliefs(self, plans: list[dict | None]) -> tuple[list, int]:
-        from rlkit.algos.vps import answer_beliefs
-
         model, out, n_tokens = self._hf_model(), [], 0
         for p in plans:
             if p is None:
@@ -162,8 +157,6 @@ def engine_beliefs(plans: list[dict | None], suffix_ids: list[int], probe: Any) 
     """Beliefs through `probe(sequences, starts)` (prefill-only prompt logprobs of the answer
     tokens, which start at |x_k| − |a*|); identical probes (every sample's p_0 in a group, equal
     responses) are sent once.  Returns (beliefs, tokens sent)."""
-    from rlkit.algos.vps import belief_from_logprobs, build_probes
-
     unique: dict[tuple[int, ...], int] = {}
     starts: list[int] = []
     keys: list[list[int] | None] = []

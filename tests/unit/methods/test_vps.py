@@ -6,9 +6,16 @@ import statistics
 import pytest
 import torch
 
-from rlkit.algos import answer_beliefs, compute_advantages, segment_boundaries, vps_metrics
-from rlkit.algos.vps import boundaries_from_pieces, normalized_progress
-from rlkit.algos.vps_beliefs import build_probes, packed_layout
+from rlkit.algos import compute_advantages
+from rlkit.methods.vps import (
+    answer_beliefs,
+    boundaries_from_pieces,
+    build_probes,
+    normalized_progress,
+    segment_boundaries,
+    vps_metrics,
+)
+from rlkit.methods.vps.beliefs import packed_layout
 
 # ---------------------------------------------------------------- segmentation
 

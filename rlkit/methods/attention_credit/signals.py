@@ -1,4 +1,4 @@
-"""Attention-based credit assignment signals (arXiv 2510.13554, "preplan-and-anchor"), part 1.
+"""Attention-based credit assignment signals (arXiv 2510.13554, "preplan-and-anchor").
 
 WAAD (windowed average attention distance, from "local" heads) and FAI (future attention
 influence, from "global" heads), computed from the post-RoPE queries and keys of a forward on a
@@ -14,7 +14,7 @@ few middle layers. Exact definitions (docs/algorithms.md §4, docs/attention_cre
 
 Nothing of size N×N for all heads is ever built: per batch row and layer, rows are processed in
 chunks and only three per-head [N] statistics are kept. The token weights built on these signals
-(preplan / anchor / coupled) live in rlkit.algos.attention_gammas and are re-exported here.
+(preplan / anchor / coupled) live in rlkit.methods.attention_credit.gammas.
 """
 
 from __future__ import annotations
@@ -31,15 +31,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rlkit.algos.attention_gammas import (  # re-exported: one import gives the whole method
-    STRATEGIES,
-    attention_gammas,
-    gamma_metrics,
-    preplan_delta,
-    token_sets,
-)
-
 DEFAULT_CHUNK = 128
+
+
+@dataclass(frozen=True)
+class SignalKnobs:
+    """The knobs of WAAD and FAI and their defaults (the paper's; the one list: the token hook's
+    knobs are these and rlkit.methods.attention_credit.gammas.GammaKnobs).  ``window``: W of
+    WAAD; ``fai_lo`` / ``fai_hi``: FAI's band of future tokens; ``local_frac`` /
+    ``global_frac``: the shares of heads classed local / global; ``chunk_size``: query rows per
+    chunk (memory only, not the result)."""
+
+    window: int = 10
+    fai_lo: int = 10
+    fai_hi: int = 100
+    local_frac: float = 0.3
+    global_frac: float = 0.3
+    chunk_size: int = DEFAULT_CHUNK
 
 
 class AttentionCaptureError(RuntimeError):
@@ -271,21 +279,18 @@ def signals_from_qk(
     response_start: Sequence[int],
     *,
     scalings: Sequence[float] | float | None = None,
-    window: int = 10,
-    fai_lo: int = 10,
-    fai_hi: int = 100,
-    local_frac: float = 0.3,
-    global_frac: float = 0.3,
     attention_mask: Tensor | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
+    **knobs: Any,
 ) -> dict[str, Tensor]:
     """WAAD and FAI [B, N] (float32, 0 at padding) from captured post-RoPE q [B, Hq, N, d] and
     k [B, Hkv, N, d] of the chosen layers (arXiv 2510.13554; definitions in the module docstring).
 
-    Heads are classified per batch row on that row's d_h. ``scalings``: per layer (or one value)
+    ``knobs``: the fields of :class:`SignalKnobs` (an unknown one is a TypeError). Heads are
+    classified per batch row on that row's d_h. ``scalings``: per layer (or one value)
     score scale; None = d**-0.5. Also returns "look_back" [B, H_total], the d_h of every head.
     A row whose response is empty (response_start >= valid length) gets d_h = 0 for all heads.
     """
+    kn = SignalKnobs(**knobs)
     if len(qs) != len(ks) or not qs:
         raise ValueError("need one (q, k) pair per chosen layer")
     batch, n = qs[0].shape[0], qs[0].shape[2]
@@ -298,15 +303,16 @@ def signals_from_qk(
     fai, look_back = torch.zeros_like(waad), []
     with torch.no_grad():
         for b, (nv, r) in enumerate(zip(lengths, map(int, response_start), strict=True)):
+            band_kw = (kn.window, kn.fai_lo, kn.fai_hi, kn.chunk_size)
             stats = [
-                _layer_head_stats(q[b], k[b], sc, nv, window, fai_lo, fai_hi, chunk_size)
+                _layer_head_stats(q[b], k[b], sc, nv, *band_kw)
                 for q, k, sc in zip(qs, ks, scalings, strict=True)
             ]
             dist, wdist, band = (torch.cat(x, dim=0) for x in zip(*stats, strict=True))
             d = dist[:, r:nv].mean(-1) if r < nv else dist.new_zeros(dist.shape[0])
-            loc, glob = _select_heads(d, local_frac, global_frac)
+            loc, glob = _select_heads(d, kn.local_frac, kn.global_frac)
             waad[b, :nv] = wdist[loc].mean(0)
-            counts = _band_counts(nv, fai_lo, fai_hi, band.device)
+            counts = _band_counts(nv, kn.fai_lo, kn.fai_hi, band.device)
             fai[b, :nv] = torch.where(counts > 0, band[glob].mean(0) / counts.clamp(min=1), 0.0)
             look_back.append(d)
     return {"waad": waad, "fai": fai, "look_back": torch.stack(look_back)}
@@ -324,14 +330,11 @@ def attention_signals(
     response_start: list[int],
     *,
     layers: list[int] | None = None,
-    window: int = 10,
-    fai_lo: int = 10,
-    fai_hi: int = 100,
-    local_frac: float = 0.3,
-    global_frac: float = 0.3,
     attention_mask: Tensor | None = None,
+    **knobs: Any,
 ) -> dict:
-    """One no-grad forward over prompt ⊕ response inside ``capture_qk``, then ``signals_from_qk``.
+    """One no-grad forward over prompt ⊕ response inside ``capture_qk``, then ``signals_from_qk``
+    with ``knobs`` (the fields of :class:`SignalKnobs`).
 
     input_ids [B, N] (right padding allowed, with ``attention_mask``); response_start[b] = index of
     row b's first response token. Default layers: ``default_layers(L)``. Returns {"waad", "fai"}
@@ -348,37 +351,7 @@ def attention_signals(
         target(**kwargs)
         qs, ks, scalings = cap.ordered()
         out = signals_from_qk(
-            qs,
-            ks,
-            response_start,
-            scalings=scalings,
-            window=window,
-            fai_lo=fai_lo,
-            fai_hi=fai_hi,
-            local_frac=local_frac,
-            global_frac=global_frac,
-            attention_mask=attention_mask,
+            qs, ks, response_start, scalings=scalings, attention_mask=attention_mask, **knobs
         )
         cap.clear()
     return out
-
-
-__all__ = [
-    "DEFAULT_CHUNK",
-    "STRATEGIES",
-    "AttentionCaptureError",
-    "QKCapture",
-    "attention_gammas",
-    "attention_signals",
-    "capture_qk",
-    "default_layers",
-    "find_attention_modules",
-    "gamma_metrics",
-    "preplan_delta",
-    "signals_from_qk",
-    "token_sets",
-]
-
-# Registers the `attention_credit` trainer token hook wherever rlkit.algos is imported (it needs
-# the functions above; torch only, nothing heavier).
-from rlkit.algos import attention_hook as _attention_hook  # noqa: E402,F401

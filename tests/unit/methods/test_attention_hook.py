@@ -11,12 +11,18 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from rlkit.algos import attention_gammas, attention_signals
-from rlkit.algos.attention_credit import default_layers
-from rlkit.algos.attention_hook import AttentionCreditHook, attention_credit, input_frame
 from rlkit.algos.loss_terms import LossContext, LossTerm, make_token_hook, total_loss
 from rlkit.config.loader import config_from_dict, load_recipe
-from rlkit.engines.train_batch import TrainSample, collate, token_logprobs
+from rlkit.engines.logprobs import token_logprobs
+from rlkit.engines.train_batch import TrainSample, collate
+from rlkit.methods.attention_credit import (
+    AttentionCreditHook,
+    attention_credit,
+    attention_gammas,
+    attention_signals,
+    default_layers,
+    input_frame,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 # Short FAI band / window so that responses of ~20 tokens get non-trivial signals.
@@ -147,7 +153,7 @@ def test_selected_by_name_from_a_recipe_with_checked_knobs():
     ).algo
     hook = make_token_hook(algo.token_hook, algo.token_hook_kw)
     assert isinstance(hook, AttentionCreditHook) and hook.strategy == "anchor"
-    assert hook.gamma_kw["top_frac"] == 0.4 and hook.signal_kw["fai_hi"] == 100
+    assert hook.gammas.top_frac == 0.4 and hook.signals.fai_hi == 100
     with pytest.raises(ValueError, match="strategy"):
         make_token_hook("attention_credit", {"strategy": "random"})
     with pytest.raises(TypeError):

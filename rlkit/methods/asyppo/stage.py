@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlkit.credit.base import CreditBatch, Services, register_credit_stage
+from rlkit.methods.asyppo.advantage import asyppo_masks, asyppo_metrics
 
 
 @register_credit_stage("asyppo_masks")
@@ -34,8 +35,6 @@ class AsyPPOMasks:
         self.adv_low_frac, self.ent_high_frac = adv_low_frac, ent_high_frac
 
     def run(self, batch: CreditBatch, services: Services) -> None:
-        from rlkit.algos.asyppo import asyppo_masks, asyppo_metrics
-
         if batch.values is None:
             raise ValueError("asyppo_masks runs after `critic_values`; batch.values is empty")
         sigma, adv_mask, ent_mask = asyppo_masks(

@@ -2,8 +2,8 @@
 
 Details and knobs: docs/vps.md.
 
-The response is cut into segments (:mod:`rlkit.algos.vps_segments`); after each segment the gold
-answer is appended and the policy's belief p_k in it is read (:mod:`rlkit.algos.vps_beliefs`).
+The response is cut into segments (:mod:`rlkit.methods.vps.segments`); after each segment the gold
+answer is appended and the policy's belief p_k in it is read (:mod:`rlkit.methods.vps.beliefs`).
 This module turns beliefs into token advantages:
 
     Δ_{i,k} = p_{i,k} − p_{i,k−1}                                  (progress of segment k)
@@ -27,27 +27,6 @@ from torch import Tensor
 from rlkit.algos.advantages import GroupIds, group_index, grpo_advantage
 from rlkit.algos.masked_ops import _bool
 from rlkit.algos.registry import check_choice, register_advantage
-from rlkit.algos.vps_beliefs import (
-    BELIEF_METHODS,
-    answer_beliefs,
-    belief_from_logprobs,
-    build_probes,
-)
-from rlkit.algos.vps_segments import boundaries_from_pieces, piece_decoder, segment_boundaries
-
-__all__ = [
-    "BELIEF_METHODS",
-    "VPS_MODES",
-    "answer_beliefs",
-    "belief_from_logprobs",
-    "boundaries_from_pieces",
-    "build_probes",
-    "grpo_vps_advantage",
-    "normalized_progress",
-    "piece_decoder",
-    "segment_boundaries",
-    "vps_metrics",
-]
 
 VPS_MODES = ("segment", "future")
 Beliefs = Sequence[Sequence[float] | None]
@@ -151,7 +130,7 @@ def grpo_vps_advantage(
     return torch.where(_bool(mask), adv, torch.zeros_like(adv))
 
 
-# The credit stage that fills `beliefs` and `segment_ends` (rlkit.credit.vps_stage).
+# The credit stage that fills `beliefs` and `segment_ends` (rlkit.methods.vps.stage).
 grpo_vps_advantage.credit_stages = ("vps_probes",)
 
 

@@ -2,7 +2,7 @@
 
 Reads the policy's own attention during the training forward (no second forward): the trainer
 runs ``with hook.capture(model): logp, logits = token_logprobs(...)``, which records the detached
-post-RoPE queries and keys of a few middle layers (rlkit.algos.attention_credit.capture_qk);
+post-RoPE queries and keys of a few middle layers (rlkit.methods.attention_credit.signals);
 ``hook.streams(batch)`` then computes WAAD / FAI (``signals_from_qk``) and the per-token weights
 γ (``attention_gammas``) and returns them as the ``adv_weight`` stream, which the ``policy`` loss
 term multiplies into the advantages inside both terms of the PPO min:
@@ -24,17 +24,29 @@ The captured tensors are dropped at the end of ``streams`` (before backward).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, fields
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rlkit.algos.attention_credit import QKCapture, capture_qk, signals_from_qk
-from rlkit.algos.attention_gammas import STRATEGIES, attention_gammas, gamma_metrics
 from rlkit.algos.registry import register_token_hook
+from rlkit.methods.attention_credit.gammas import (
+    STRATEGIES,
+    GammaKnobs,
+    attention_gammas,
+    gamma_metrics,
+)
+from rlkit.methods.attention_credit.signals import (
+    QKCapture,
+    SignalKnobs,
+    capture_qk,
+    signals_from_qk,
+)
 
 
 def input_frame(batch: dict[str, Tensor]) -> tuple[Tensor, list[int]]:
@@ -66,22 +78,21 @@ def _sync(t: Tensor | None) -> None:
 class AttentionCreditHook:
     """TokenHook: γ from the training forward's attention -> the ``adv_weight`` stream.
 
-    Knobs are those of ``signals_from_qk`` (layers, window, fai_lo, fai_hi, local_frac,
-    global_frac, chunk_size) and ``attention_gammas`` (strategy, amp, top_frac, tau_waad,
-    tau_delta, alpha, k); defaults are the paper's (docs/attention_credit.md)."""
+    Knobs: ``layers`` (None = ``default_layers``), ``signals`` (:class:`SignalKnobs`: WAAD/FAI)
+    and ``gammas`` (:class:`GammaKnobs`: γ); defaults are the paper's (docs/attention_credit.md)."""
 
     def __init__(
         self,
         strategy: str = "coupled",
         *,
         layers: list[int] | None = None,
-        signal_kw: dict[str, Any] | None = None,
-        gamma_kw: dict[str, Any] | None = None,
+        signals: SignalKnobs | None = None,
+        gammas: GammaKnobs | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown attention_credit strategy {strategy!r}; one of {STRATEGIES}")
         self.strategy, self.layers = strategy, None if layers is None else list(layers)
-        self.signal_kw, self.gamma_kw = dict(signal_kw or {}), dict(gamma_kw or {})
+        self.signals, self.gammas = signals or SignalKnobs(), gammas or GammaKnobs()
         self._cap: QKCapture | None = None
         self._forward_s = 0.0
         self._metrics: dict[str, float] = {}
@@ -112,11 +123,11 @@ class AttentionCreditHook:
             with torch.no_grad():
                 sig = signals_from_qk(
                     qs, ks, starts, scalings=scalings,
-                    attention_mask=batch.get("attention_mask"), **self.signal_kw,
+                    attention_mask=batch.get("attention_mask"), **asdict(self.signals),
                 )  # fmt: skip
                 resp = resp.to(sig["waad"].device)
                 gammas = attention_gammas(
-                    sig["waad"], sig["fai"], resp, self.strategy, **self.gamma_kw
+                    sig["waad"], sig["fai"], resp, self.strategy, **asdict(self.gammas)
                 )
         finally:
             self.clear()
@@ -129,7 +140,7 @@ class AttentionCreditHook:
         return {"adv_weight": weight.to(batch["response_mask"].dtype)}
 
     def _summarise(self, gammas: Tensor, resp: Tensor, sig: dict[str, Tensor]) -> dict[str, float]:
-        top = self.gamma_kw.get("top_frac", 0.4)
+        top = self.gammas.top_frac
         out = gamma_metrics(gammas, resp, waad=sig["waad"], fai=sig["fai"], top_frac=top)
         n = resp.sum().clamp(min=1)
         out["attn_credit/waad_mean"] = float((sig["waad"] * resp).sum() / n)
@@ -149,31 +160,40 @@ class AttentionCreditHook:
 
 @register_token_hook("attention_credit")
 def attention_credit(
-    strategy: str = "coupled",
-    layers: list[int] | None = None,
-    window: int = 10,
-    fai_lo: int = 10,
-    fai_hi: int = 100,
-    local_frac: float = 0.3,
-    global_frac: float = 0.3,
-    amp: float = 1.5,
-    top_frac: float = 0.4,
-    tau_waad: float | None = None,
-    tau_delta: float | None = None,
-    alpha: float = 0.5,
-    k: int = 3,
-    chunk_size: int = 128,
+    strategy: str = "coupled", layers: list[int] | None = None, **knobs: Any
 ) -> AttentionCreditHook:
     """The recipe's ``algo.token_hook: attention_credit`` with ``algo.token_hook_kw`` as knobs:
-    strategy "preplan" | "anchor" | "coupled" (arXiv 2510.13554; docs/attention_credit.md)."""
-    signal_kw = dict(
-        window=window, fai_lo=fai_lo, fai_hi=fai_hi, local_frac=local_frac,
-        global_frac=global_frac, chunk_size=chunk_size,
-    )  # fmt: skip
-    gamma_kw = dict(
-        amp=amp, top_frac=top_frac, tau_waad=tau_waad, tau_delta=tau_delta, alpha=alpha, k=k
-    )
-    return AttentionCreditHook(strategy, layers=layers, signal_kw=signal_kw, gamma_kw=gamma_kw)
+    strategy "preplan" | "anchor" | "coupled" (arXiv 2510.13554; docs/attention_credit.md),
+    ``layers``, and the fields of :class:`SignalKnobs` and :class:`GammaKnobs` (its signature
+    lists them all); an unknown knob is a TypeError naming the accepted ones."""
+    unknown = sorted(set(knobs) - set(KNOBS))
+    if unknown:
+        raise TypeError(
+            f"attention_credit got unknown knobs {unknown}; accepted: "
+            f"strategy, layers, {', '.join(KNOBS)}"
+        )
+    signals = SignalKnobs(**{k: v for k, v in knobs.items() if KNOBS[k] is SignalKnobs})
+    gammas = GammaKnobs(**{k: v for k, v in knobs.items() if KNOBS[k] is GammaKnobs})
+    return AttentionCreditHook(strategy, layers=layers, signals=signals, gammas=gammas)
+
+
+# knob name -> the dataclass that defines it (the one list of names and defaults)
+KNOBS = {f.name: cls for cls in (SignalKnobs, GammaKnobs) for f in fields(cls)}
+
+
+def _signature() -> inspect.Signature:
+    """attention_credit's signature with every knob spelled out (help() and the recipe's
+    token_hook_kw check read it; the knobs stay defined once, in the dataclasses)."""
+    head = list(inspect.signature(attention_credit).parameters.values())[:2]
+    knobs = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+        for cls in (SignalKnobs, GammaKnobs)
+        for f in fields(cls)
+    ]
+    return inspect.Signature([*head, *knobs], return_annotation=AttentionCreditHook)
+
+
+attention_credit.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
 __all__ = ["AttentionCreditHook", "attention_credit", "input_frame", "to_target_frame"]
