@@ -79,7 +79,7 @@ def write_long_tail_data(path: Path, n: int = 400) -> None:
 
 def run(tmp: Path, model: str, worker, scenario: str, mode: str, alpha: int) -> list[dict]:
     from rlkit.config.loader import config_from_dict
-    from rlkit.runtime.metrics_logger import read_metrics
+    from rlkit.runtime.controller.metrics_logger import read_metrics
     from rlkit.runtime.run import train
 
     name = f"{scenario}_{mode}_a{alpha}"
@@ -113,7 +113,7 @@ def main() -> None:
 
     from benchmarks.env_rewards import mean_latency
     from rlkit.data.tiny_model import build_tiny_model
-    from rlkit.runtime.cluster import init_ray, start_rollout_workers
+    from rlkit.runtime.placement.cluster import init_ray, start_rollout_workers
 
     tmp = Path(tempfile.mkdtemp(prefix="rlkit_bench_"))
     model = str(build_tiny_model(tmp / "model", seed=0))

@@ -58,9 +58,9 @@ def measure_one(kind: str) -> dict:
 
     from rlkit.data.smollm2 import smollm2_folder
     from rlkit.engines.critic_engine import DeepSpeedCritics
+    from rlkit.engines.dist_env import free_port
     from rlkit.engines.train_batch import TrainSample
-    from rlkit.runtime.critic_group import critic_model_path, critic_subsets
-    from rlkit.runtime.rank_group import free_port
+    from rlkit.runtime.actors.critic_group import critic_model_path, critic_subsets
 
     def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -163,8 +163,8 @@ def direction(steps: int) -> None:
     import ray
 
     from rlkit.config.loader import config_from_dict
-    from rlkit.runtime.cluster import init_ray, start_rollout_workers
-    from rlkit.runtime.metrics_logger import read_metrics
+    from rlkit.runtime.controller.metrics_logger import read_metrics
+    from rlkit.runtime.placement.cluster import init_ray, start_rollout_workers
     from rlkit.runtime.run import train
 
     tmp = Path(tempfile.mkdtemp())

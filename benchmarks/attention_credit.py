@@ -93,14 +93,14 @@ def _loss_backward(model, batch: dict, logp, logits) -> None:
 
 
 def step_plain(model, batch: dict) -> None:
-    from rlkit.engines.train_batch import token_logprobs
+    from rlkit.engines.logprobs import token_logprobs
 
     logp, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
     _loss_backward(model, batch, logp, logits)
 
 
 def step_hook(model, batch: dict, hook) -> None:
-    from rlkit.engines.train_batch import token_logprobs
+    from rlkit.engines.logprobs import token_logprobs
 
     with hook.capture(model):
         logp, logits = token_logprobs(model, batch["input_ids"], batch["attention_mask"])

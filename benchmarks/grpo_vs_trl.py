@@ -5,8 +5,9 @@ with the chat template, answers checked by `rewards.math:accuracy`), same group 
 tokens, temperature, learning rate, no KL, float32, and the same cores (TRL: one process with
 every core's thread; rlkit: `placement` auto, i.e. colocated threads in sync mode and each stage
 its reserved CPUs in async mode, the trainer borrowing the rollout's while it idles, see
-rlkit.runtime.placement and rlkit.runtime.core_lease).  `async_vs_bound` compares the async
-step with the bound of perfect overlap on these cores: the sync run's rollout + train times.
+rlkit.runtime.placement.threads and rlkit.runtime.placement.core_lease).  `async_vs_bound`
+compares the async step with the bound of perfect overlap on these cores: the sync run's
+rollout + train times.
 
 TRL is a bench-only optional dependency (`pip install trl`); without it the script measures
 rlkit's sync and async loops only and says so.  Every configuration runs in its own process;
@@ -81,7 +82,7 @@ def recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
 
 def one_rlkit(a: argparse.Namespace, mode: str, alpha: int) -> dict:
     from rlkit.config.loader import config_from_dict
-    from rlkit.runtime.metrics_logger import read_metrics
+    from rlkit.runtime.controller.metrics_logger import read_metrics
     from rlkit.runtime.run import train
 
     with tempfile.TemporaryDirectory(prefix="rlkit_trl_bench_") as tmp:

@@ -2,7 +2,7 @@
 
 One micro-batch of `--seqs` rows (prompt ⊕ response) with long-tailed response lengths
 (log-normal, median `--median`, σ `--sigma`, each row capped at `--max-len` tokens), through
-exactly the trainer's forward (`rlkit.engines.packing.micro_batch_forward`: the chunked
+exactly the trainer's forward (`rlkit.engines.logprobs.micro_batch_forward`: the chunked
 log-prob pass, packed or padded) and a token-mean policy-gradient loss, then backward:
 
 - ``padded``: the [b, L] right-padded batch (L = longest row), 2-D attention mask;
@@ -25,7 +25,8 @@ process's peak RSS (``/proc/self/clear_refs`` resets VmHWM; the script re-execs 
 MALLOC_MMAP_THRESHOLD_=65536 so freed tensors leave the RSS), max over runs.  Both include the
 parameter gradients (equal in both variants).  The two losses are compared as a check.
 
-Imports torch, transformers and rlkit.engines.packing only (no deepspeed / ray / vllm).
+Imports torch, transformers and rlkit.engines (micro_batches, logprobs) only (no deepspeed /
+ray / vllm).
 
     python benchmarks/packing.py --device cpu --layers 2 --max-len 512
     python benchmarks/packing.py --device cuda            # 30 layers, 16 rows, max 1024
@@ -45,13 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from rlkit.engines.packing import (  # noqa: E402
-    block_causal_mask,
-    micro_batch_forward,
-    pack,
-    unpack,
-)
-from rlkit.engines.train_batch import TrainSample, collate, forward_logprobs  # noqa: E402
+from rlkit.engines.logprobs import forward_logprobs, micro_batch_forward  # noqa: E402
+from rlkit.engines.micro_batches import block_causal_mask, build, pack, unpack  # noqa: E402
+from rlkit.engines.train_batch import TrainSample, collate  # noqa: E402
 
 SMOLLM2_135M = dict(  # HuggingFaceTB/SmolLM2-135M config.json
     vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -146,7 +143,8 @@ def step(model, samples: list[TrainSample], variant: str, explicit_mask: bool, a
         )
         batch, logp = collate(samples), unpack(lp, p.seq_lens)
     else:
-        batch, logp, _, _ = micro_batch_forward(model, samples, 0, packing=variant == "packed")
+        mb = build(samples, 0, packing=variant == "packed")
+        batch, (logp, _, _) = mb.batch, micro_batch_forward(model, mb)
     m = batch["response_mask"].to(dev)
     loss = -(logp * m * batch["advantages"].to(dev)).sum() / m.sum()
     loss.backward()

@@ -69,7 +69,7 @@ def prepare(out: Path, seed: int = 0) -> tuple[Path, Path]:
 def run_pair(task_dir: Path, steps: int) -> dict[str, dict]:
     """Train GRPO and GRPO-VPS from recipes/vps_cpu.yaml on one shared rollout worker."""
     from rlkit.config.loader import load_recipe
-    from rlkit.runtime.cluster import init_ray, start_rollout_workers
+    from rlkit.runtime.placement.cluster import init_ray, start_rollout_workers
     from rlkit.runtime.run import train
 
     init_ray(None, num_cpus=4, object_store_mb=600)

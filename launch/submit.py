@@ -5,8 +5,8 @@
 It runs `ray job submit --address ADDR --working-dir . --runtime-env-json '{...}' --
 rlkit train RECIPE overrides... ray.address=auto`: the working dir (minus `.venv`, `runs`,
 `.git`) is uploaded to the cluster, the job's driver runs `rlkit train` on the head node inside
-that copy, and `ray.address=auto` makes `rlkit.runtime.cluster.init_ray` join the cluster instead
-of starting an embedded one.
+that copy, and `ray.address=auto` makes `rlkit.runtime.placement.cluster.init_ray` join the
+cluster instead of starting an embedded one.
 
 Why the `ray` CLI and not `ray.job_submission.JobSubmissionClient`: the CLI already does the
 upload, log streaming and exit status (0 on success, 1 on failure), and `--dry-run` can then

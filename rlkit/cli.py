@@ -26,8 +26,8 @@ def _train(argv: list[str]) -> int:
         print(f"rlkit: config error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from rlkit.runtime.run import RankGroupLost, train
     from rlkit.runtime.controller.worker_restarts import RolloutWorkerLost
+    from rlkit.runtime.run import RankGroupLost, train
 
     try:
         train(cfg, resume=args.resume)

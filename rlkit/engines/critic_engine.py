@@ -32,7 +32,7 @@ class CriticPlan:
 def critic_plan(cfg, world: int) -> CriticPlan:
     """The plan of one critic rank: M critics, each stepping once per training step on its
     share (samples_per_step / M samples, split over `world` ranks)."""
-    from rlkit.config.schema import critic_count
+    from rlkit.algos.declared import critic_count
     from rlkit.engines.deepspeed_engine import ds_config, micro_layout
 
     c, m = cfg.critic, critic_count(cfg)
@@ -56,7 +56,7 @@ class DeepSpeedCritics:
     """The critics of one rank; `cfg` is the whole RecipeConfig (its `critic` section rules)."""
 
     def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
-        from rlkit.runtime.rank_group import set_rank_env
+        from rlkit.engines.dist_env import set_rank_env
 
         set_rank_env(rank, world, addr, port)
         import deepspeed

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlkit.engines.micro_batches import row_lengths, step_layout, tokens_of
+from rlkit.engines.logprobs import micro_batch_forward
+from rlkit.engines.micro_batches import build, step_layout
 from rlkit.engines.model_io import apply_lora, check_model_dir, merged_state_dict
-from rlkit.engines.packing import micro_batch_forward
 from rlkit.engines.train_batch import TrainSample, response_values, split_even
 
 
@@ -72,7 +72,7 @@ class TrainerPlan:
     ppo_epochs: int
     micro: int
     micro_tokens: int  # padded-token budget of a micro-batch; 0 = `micro` samples
-    packing: bool  # one padding-free row per micro-batch (rlkit.engines.packing)
+    packing: bool  # one padding-free row per micro-batch (rlkit.engines.micro_batches)
     grad_accum: int
     ds_config: dict
     dtype: str
@@ -83,15 +83,12 @@ class TrainerPlan:
     terms: tuple
     hook: tuple[str | None, dict]
     agg: str
-    threads: int  # torch threads of the rank while training (rlkit.runtime.placement)
-    idle_threads: int  # ... while the rollout workers idle (rlkit.runtime.core_lease)
 
 
 def trainer_plan(cfg, world: int) -> TrainerPlan:
     """The plan of one rank of a `world`-rank policy trainer for the recipe `cfg`."""
     from rlkit.algos.loss_terms import terms_for
     from rlkit.engines.lr_schedule import lr_factor
-    from rlkit.runtime.placement import trainer_idle_threads, trainer_threads
 
     t, a = cfg.trainer, cfg.algo
     if t.packing and a.token_hook:  # hooks read the forward's [b, L] attention captures
@@ -126,8 +123,6 @@ def trainer_plan(cfg, world: int) -> TrainerPlan:
         terms=tuple(terms_for(a)),
         hook=(a.token_hook, dict(a.token_hook_kw)),
         agg=a.agg,
-        threads=trainer_threads(cfg, world),
-        idle_threads=trainer_idle_threads(cfg, world),
     )
 
 
@@ -139,7 +134,7 @@ class DeepSpeedPolicyTrainer:
     (rlkit.algos.loss_terms) over the samples' named streams, plus an optional token hook."""
 
     def __init__(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
-        from rlkit.runtime.rank_group import set_rank_env
+        from rlkit.engines.dist_env import set_rank_env
 
         set_rank_env(rank, world, addr, port)
         import deepspeed
@@ -191,6 +186,11 @@ class DeepSpeedPolicyTrainer:
     ) -> dict[str, Any]:
         """`ppo_epochs` x `mini_batches` optimizer steps on this rank's share.
 
+        The path of a batch, forward only: this rank's share -> mini-batches (`split_even`) ->
+        micro-batches (rlkit.engines.micro_batches: `step_layout` picks the samples, `build`
+        the padded or packed inputs) -> forward (rlkit.engines.logprobs) -> loss terms
+        (rlkit.algos.loss_terms) -> backward, optimizer step per mini-batch.
+
         `norms[k]` are the global normalisers of mini-batch k (all ranks' k-th chunks);
         `layout[k]` its micro-batches as indices into this rank's k-th chunk, the same count on
         every rank (rlkit.engines.micro_batches.step_layout; computed here when None, which is
@@ -201,7 +201,7 @@ class DeepSpeedPolicyTrainer:
         minis = split_even(samples, self.minis)
         if layout is None:
             layout = step_layout([minis], self.micro, self.plan.micro_tokens, self.plan.packing)[0]
-        plan = [[[mini[i] for i in mb] for mb in lay] for mini, lay in zip(minis, layout)]
+        plan = [[[mini[i] for i in idx] for idx in lay] for mini, lay in zip(minis, layout)]
         self.engine.train()
         if self.minis * self.epochs > 1:
             self._fill_old_logprobs([mb for mini in plan for mb in mini])
@@ -230,18 +230,18 @@ class DeepSpeedPolicyTrainer:
         import torch
 
         self.engine.eval()
-        for mb in micro_batches:
+        for samples in micro_batches:
             with torch.no_grad():
-                _, logp, _, _ = micro_batch_forward(
-                    self.engine, mb, self.pad_id, packing=self.plan.packing
+                logp, _, _ = micro_batch_forward(
+                    self.engine, build(samples, self.pad_id, self.plan.packing)
                 )
-            for s, lp in zip(mb, response_values(logp, mb)):
+            for s, lp in zip(samples, response_values(logp, samples)):
                 s.streams["old_logprobs"] = lp
         self.engine.train()
 
     def _micro_step(
         self,
-        mb: list[TrainSample],
+        samples: list[TrainSample],
         norms: dict,
         boundary: bool,
         before_pass: Callable[[], None] | None = None,
@@ -256,19 +256,17 @@ class DeepSpeedPolicyTrainer:
 
         before = before_pass or (lambda: None)
         self.engine.set_gradient_accumulation_boundary(boundary)
+        mb = build(samples, self.pad_id, self.plan.packing)
+        batch = mb.batch
         before()
         with self.hook.capture(self.engine.module):
-            batch, logp, logits, ent = micro_batch_forward(
-                self.engine, mb, self.pad_id, packing=self.plan.packing, entropy=self.entropy_mode
-            )
+            logp, logits, ent = micro_batch_forward(self.engine, mb, entropy=self.entropy_mode)
         batch.update(self.hook.streams(batch))
         ctx = LossContext(batch, logp, logits, self.plan.agg, norms, _entropy=ent)
         loss, metrics = total_loss(self.terms, ctx)
         metrics.update(self.hook.metrics())
         metrics["loss/share"] = float(loss.detach())
-        # tokens the forward ran: b x L padded, Σ lengths packed
-        lens, every = row_lengths(mb), range(len(mb))
-        metrics["train/forward_tokens/share"] = float(tokens_of(every, lens, self.plan.packing))
+        metrics["train/forward_tokens/share"] = float(mb.forward_tokens())
         before()
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
         if boundary and self._grad_norm is not None:  # reduced, not yet clipped

@@ -1,26 +1,56 @@
-"""Micro-batch layouts of a training step: by sample count, or by a padded-token budget.
+"""Micro-batches of a training step: which samples go together (the layout), and the model
+inputs of each one, padded or packed (`build`).  rlkit.engines.logprobs then runs the forward.
 
-A layout is, for every rank and every mini-batch, the list of micro-batches as index lists into
-that rank's chunk of the mini-batch.  The loss does not depend on the layout (every term divides
-by the step's global normalisers, rlkit.algos.aggregation), so the layout is free to minimise
-padding; but DeepSpeed ZeRO reduces gradients in every backward pass, so every rank must run the
-same number of backward passes per optimizer step.  `step_layout` therefore computes all ranks'
-layouts together and gives every rank the same micro-batch count per mini-batch.
+Layout.  A layout is, for every rank and every mini-batch, the list of micro-batches as index
+lists into that rank's chunk of the mini-batch.  The loss does not depend on the layout (every
+term divides by the step's global normalisers, rlkit.algos.aggregation), so the layout is free to
+minimise padding; but DeepSpeed ZeRO reduces gradients in every backward pass, so every rank
+must run the same number of backward passes per optimizer step.  `step_layout` therefore
+computes all ranks' layouts together and gives every rank the same micro-batch count per
+mini-batch.
 
 Token budget (dynamic batch size, as verl's `use_dynamic_bsz` / `ppo_max_token_len_per_gpu`):
 rows sorted longest first, a micro-batch grows while `rows x longest row <= budget` (a row
 longer than the budget goes alone); ranks with fewer micro-batches then split their largest
 ones (most padded tokens) in two until the counts match.
 
-Packed (`trainer.packing`, rlkit.engines.packing): a micro-batch is one row of Σ lengths, so
+Packed (`trainer.packing`, `build` below): a micro-batch is one row of Σ lengths, so
 the budget counts real tokens: first-fit decreasing (each row, longest first, goes into the
 first micro-batch it fits, `Σ lengths <= budget`), and splits take the micro-batch with the
 most real tokens.
+
+Build.  A micro-batch of b rows (prompt ⊕ response, lengths n_1..n_b) normally runs as a [b, L]
+tensor right-padded to L = max n_i: b·L tokens of compute, most of them padding when response
+lengths are long-tailed.  Packed (padding-free), it runs as ONE [1, N] row, N = Σ n_i:
+
+- ``position_ids`` restart at 0 for every sequence (RoPE sees the same positions as unpacked);
+- attention stays within each sequence (block-diagonal causal).  With ``attention_mask=None``
+  transformers (>= 4.54, here 5.x: ``masking_utils.find_packed_sequence_indices`` for sdpa /
+  eager / flex, ``prepare_fa_kwargs_from_position_ids`` → ``flash_attn_varlen_func`` for the
+  flash kernels) derives the sequence boundaries from the position-id restarts itself, provided
+  no KV cache is passed (hence ``use_cache=False`` in the forward; with a cache it silently
+  attends across sequences); ``block_causal_mask`` is the explicit 4-D additive mask for models
+  that do not.
+
+Per-token outputs of the packed row are target-aligned like the padded ones ([1, N-1]: packed
+position p predicts token p+1); ``MicroBatch.to_padded`` (``unpack``) gathers them back into
+the padded, target-aligned [b, L-1] layout of ``rlkit.engines.train_batch.collate`` (zeros
+outside each row), so the loss terms and token hooks see exactly what they see without
+packing.  The positions that straddle two sequences are never gathered.
+
+Imports torch and ``rlkit.engines.train_batch`` only (no deepspeed / ray / vllm): the packing
+benchmark runs on a bare torch + transformers machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rlkit.engines.train_batch import TrainSample, collate
 
 Layout = list[list[int]]  # micro-batches of one rank's mini-batch chunk, as indices
 
@@ -106,3 +136,144 @@ def step_layout(
         [split_to(greedy[r][k], counts[k], lens[r][k], packed) for k in range(minis)]
         for r in range(len(chunks))
     ]
+
+
+# ---- build: the model inputs of one micro-batch ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """One micro-batch, ready for the forward (rlkit.engines.logprobs.micro_batch_forward).
+
+    `batch` is always the padded `collate` dict (the streams the loss terms read).  The model
+    inputs are the padded rows (`attention_mask` set) or, packed, one row (`position_ids` and
+    `seq_lens` set, no mask).  `keep`: the target positions whose logits the forward computes
+    (response positions only), in the input's own layout."""
+
+    samples: list[TrainSample]
+    batch: dict[str, torch.Tensor]
+    input_ids: torch.Tensor
+    keep: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+    seq_lens: tuple[int, ...] | None = None
+
+    @property
+    def packed(self) -> bool:
+        return self.seq_lens is not None
+
+    def to_padded(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-target values of the forward in the padded [b, L-1] layout of `batch`."""
+        return unpack(values, self.seq_lens) if self.seq_lens is not None else values
+
+    def forward_tokens(self) -> int:
+        """Tokens the forward runs: b x L padded, Σ lengths packed."""
+        return tokens_of(range(len(self.samples)), row_lengths(self.samples), self.packed)
+
+
+def build(samples: list[TrainSample], pad_id: int, packing: bool) -> MicroBatch:
+    """The micro-batch of `samples`: padded rows, or one packed row when `packing`."""
+    batch = collate(samples, pad_id)
+    if packing:
+        p = pack(samples)
+        return MicroBatch(
+            samples,
+            batch,
+            p.input_ids,
+            packed_response_targets(samples),
+            position_ids=p.position_ids,
+            seq_lens=p.seq_lens,
+        )
+    return MicroBatch(
+        samples,
+        batch,
+        batch["input_ids"],
+        response_targets(samples),
+        attention_mask=batch["attention_mask"],
+    )
+
+
+def response_targets(samples: Sequence[TrainSample]) -> torch.Tensor:
+    """Target positions (of the `collate` layout) from the first one any response occupies to
+    the last column: the only logits a training forward reads."""
+    width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples) - 1
+    return torch.arange(max(0, min(len(s.prompt_ids) for s in samples) - 1), width)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One packed row: ``input_ids`` / ``position_ids`` [1, N] and the row lengths."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    seq_lens: tuple[int, ...]
+
+    @property
+    def cu_seqlens(self) -> torch.Tensor:
+        """Cumulative lengths [b + 1] (int32), the varlen kernels' sequence boundaries."""
+        return torch.tensor([0, *self.seq_lens], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+
+
+def pack_rows(rows: Sequence[Sequence[int]]) -> Packed:
+    """Concatenate token rows into one [1, N] row with per-row restarting position ids."""
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("pack_rows needs at least one row and no empty row")
+    ids = torch.tensor([t for r in rows for t in r], dtype=torch.long)
+    pos = torch.cat([torch.arange(len(r), dtype=torch.long) for r in rows])
+    return Packed(ids[None], pos[None], tuple(len(r) for r in rows))
+
+
+def pack(samples: Sequence[TrainSample]) -> Packed:
+    """The packed row of a micro-batch: each sample's prompt ⊕ response, in order."""
+    return pack_rows([s.prompt_ids + s.response_ids for s in samples])
+
+
+def packed_response_targets(samples: Sequence[TrainSample]) -> torch.Tensor:
+    """Target positions of the packed row (`pack(samples)`) that predict a response token."""
+    out, offset = [], 0
+    for s in samples:
+        n, lo = len(s.prompt_ids) + len(s.response_ids), len(s.prompt_ids) - 1
+        out.append(torch.arange(offset + max(lo, 0), offset + n - 1))
+        offset += n
+    return torch.cat(out)
+
+
+def block_causal_mask(
+    seq_lens: Sequence[int], dtype: torch.dtype = torch.float32, device: Any = None
+) -> torch.Tensor:
+    """Additive [1, 1, N, N] mask: 0 where query q may attend key k (same sequence, k <= q),
+    the dtype's minimum elsewhere (transformers' convention for a prepared 4-D mask)."""
+    seq = torch.repeat_interleave(torch.arange(len(seq_lens)), torch.tensor(list(seq_lens)))
+    seq = seq.to(device)
+    n = seq.numel()
+    causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    allowed = causal & (seq[:, None] == seq[None, :])
+    mask = torch.zeros(n, n, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+def unpack_index(seq_lens: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index [b, L-1] into the packed target axis, valid [b, L-1] bool).
+
+    Row i's target t (t < n_i - 1) sits at packed target position offset_i + t."""
+    lens = torch.tensor(list(seq_lens), dtype=torch.long)
+    offsets = torch.cumsum(lens, 0) - lens
+    width = max(int(lens.max()) - 1, 0)
+    t = torch.arange(width, dtype=torch.long)
+    valid = t[None, :] < (lens[:, None] - 1)
+    index = torch.where(valid, offsets[:, None] + t[None, :], torch.zeros_like(t)[None, :])
+    return index, valid
+
+
+def unpack(values: torch.Tensor, seq_lens: Sequence[int]) -> torch.Tensor:
+    """[1, N-1, ...] target-aligned packed values -> the padded [b, L-1, ...] layout of
+    `collate` (zero outside each row).  Differentiable (a gather)."""
+    index, valid = unpack_index(seq_lens)
+    index, valid = index.to(values.device), valid.to(values.device)
+    flat = values[0]
+    if flat.shape[0] == 0:  # every row has one token: no target position at all
+        return values.new_zeros((len(seq_lens), index.shape[1], *values.shape[2:]))
+    out = flat[index.reshape(-1)].reshape(*index.shape, *values.shape[2:])
+    keep = valid.reshape(*valid.shape, *([1] * (values.dim() - 2)))
+    return torch.where(keep, out, torch.zeros((), dtype=out.dtype, device=out.device))

@@ -4,7 +4,8 @@ What a checkpoint restores (rlkit.runtime.checkpoints writes it):
     trainer    model, optimizer, LR scheduler, RNG (DeepSpeed state of every rank)
     critics    the same, for each value model
     controller step = policy version, the prompt stream's position, staleness and accounting
-               counters, worker restarts (`run_state`, below)
+               counters, worker restarts: `Spine.state_dict()`, composed of the components'
+               own (RolloutScheduler, StalenessManager, PromptStream, WorkerRestarts)
     metrics    `metrics.jsonl` / `eval.jsonl` keep the records up to the checkpoint's step and
                go on appending; TensorBoard purges the later steps (`purge_step`)
 The rollout workers start from the initial model and receive the restored trainer's weights as
@@ -18,9 +19,7 @@ so at alpha = 0 a resumed run repeats the uninterrupted run's remaining steps ex
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,45 +47,6 @@ def resume_point(cfg: RecipeConfig, resume: str | None) -> Path | None:
     return None
 
 
-def run_state(spine: Any) -> dict:
-    """The controller's state after step `spine.step` (JSON)."""
-    ro = spine.rollout
-    in_flight = [g.prompt.index for g in [*ro.running.values(), *ro.buffer]]
-    st = ro.staleness
-    return {
-        "step": spine.step,
-        "next_prompt": ro.next_group_id,
-        "in_flight_prompts": sorted(in_flight),
-        "consumed": st.consumed,
-        "dropped": st.dropped_stale,
-        "aborted": st.aborted_stale + len(in_flight),  # regenerated after a resume
-        "filtered": st.filtered,
-        "failed": ro.failed_groups,
-        "reissued": ro.reissued_groups,
-        "worker_restarts": spine.restarts.count,
-    }
-
-
-def restore(spine: Any, state: dict) -> None:
-    """Put the controller where `run_state` left it (before the weights are published)."""
-    ro, st = spine.rollout, spine.rollout.staleness
-    spine.step = ro.worker_version = state["step"]
-    ro.next_group_id = state["next_prompt"]
-    st.consumed, st.dropped_stale = state["consumed"], state["dropped"]
-    st.aborted_stale, st.filtered = state["aborted"], state["filtered"]
-    ro.failed_groups, ro.reissued_groups = state["failed"], state["reissued"]
-    spine.restarts.count = state["worker_restarts"]
-    ro.prompts = resumed_prompts(ro.prompts, state["next_prompt"], state["in_flight_prompts"])
-
-
-def resumed_prompts(stream: Iterator, next_prompt: int, in_flight: list[int]) -> Iterator:
-    """The prompt stream after a resume: the in-flight prompts again, then from `next_prompt`
-    on (the stream is seeded, so the first `next_prompt` prompts are the same as before)."""
-    wanted = set(in_flight)
-    again = [p for p in itertools.islice(stream, next_prompt) if p.index in wanted]
-    return itertools.chain(again, stream)
-
-
 def trim_records(run_dir: Path, step: int) -> None:
     """Drop records of steps after `step` from metrics.jsonl / eval.jsonl (a crashed run may
     have logged steps past its last checkpoint): the resumed run logs them again, once."""
@@ -105,15 +65,15 @@ def trim_records(run_dir: Path, step: int) -> None:
 
 
 def resume_from(spine: Any, checkpoint: Path, log=print) -> None:
-    """Load the trainer's and critics' state, restore the controller and send the workers
-    the restored weights as version `step` (after the components are ready)."""
+    """Load the trainer's and critics' state and the controller's (each component's own
+    `load_state_dict`, composed by `Spine.load_state_dict`), then send the workers the
+    restored weights as version `step` (after the components are ready)."""
     from rlkit.runtime.checkpoints import read_run_state
 
-    state = read_run_state(checkpoint)
     spine.trainer.load_state(str(checkpoint))
-    if spine.recorder.critic is not None:
-        spine.recorder.critic.load_state(str(checkpoint))
-    restore(spine, state)
+    if spine.critic is not None:
+        spine.critic.load_state(str(checkpoint))
+    spine.load_state_dict(read_run_state(checkpoint))
     spine.publisher.publish(spine.step)
-    spine.recorder.saved[spine.step] = str(checkpoint)
+    spine.recorder.mark_saved(spine.step, str(checkpoint))
     log(f"[rlkit] resumed from {checkpoint} at step {spine.step}")

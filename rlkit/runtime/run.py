@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,17 @@ class Components:
     workers: list
     trainer: Any
     rewards: Any
-    reference: Any = None
     critic: Any = None
     evaluator: dict | None = None
     own_workers: bool = True
     own_rewards: bool = True
-    bundles: Any = None  # the GPU hybrid engine's placement group (runtime.hybrid)
+    bundles: Any = None  # the GPU hybrid engine's placement group (placement.gpus)
+    switch: Any = None  # its HybridSwitch (placement.hybrid)
     lease: Any = None  # the CoreLease actor when the trainer borrows idle rollout cores
 
     def wait_ready(self, cfg: RecipeConfig) -> None:
-        """Engines, DeepSpeed groups and reward workers up (before the clock starts)."""
+        """Engines, DeepSpeed groups (with the reference model) and reward workers up (before
+        the clock starts)."""
         import ray
 
         ray.get([w.version.remote() for w in self.workers])
@@ -45,7 +45,7 @@ class Components:
         self.trainer.shutdown()
         if self.critic is not None:
             self.critic.shutdown()
-        actors = [self.reference, (self.evaluator or {}).get("actor"), self.lease]
+        actors = [(self.evaluator or {}).get("actor"), self.lease]
         actors += self.workers if self.own_workers else []
         for actor in actors:
             if actor is not None:
@@ -56,54 +56,39 @@ class Components:
             remove_placement_group(self.bundles)
 
 
-def engine_settings(cfg: RecipeConfig) -> dict:
-    r = cfg.rollout
-    block = {"block_size": r.kv_block_size} if r.kv_block_size and r.engine == "vllm" else {}
-    return {
-        "max_model_len": r.max_model_len,
-        "kv_cache_gib": r.kv_cache_gib,
-        "seed": cfg.seed,
-        "dtype": cfg.model.dtype,
-        **block,
-    }
-
-
-def sleep_setting(cfg: RecipeConfig, hybrid: bool) -> dict:
-    """vLLM's sleep mode for the hybrid engine (an HF engine sleeps without it)."""
-    return {"sleep_mode": True} if hybrid and cfg.rollout.engine == "vllm" else {}
-
-
 def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -> Components:
-    """Rollout workers (or reset the given ones), trainer group, reference, critic, rewards."""
-    import ray
+    """Rollout workers (or reset the given ones), trainer group (holding the reference model
+    when the recipe has KL), critic, evaluator, rewards, the core lease."""
 
     from rlkit.rewards import RewardPool
-    from rlkit.runtime import cluster, placement
-    from rlkit.runtime.gpu_placement import cluster_gpus, gpu_shares, hybrid_bundles
-    from rlkit.runtime.trainer_group import ReferenceModel, TrainerGroup
+    from rlkit.runtime.actors.trainer_group import TrainerGroup
+    from rlkit.runtime.placement import cluster, threads
+    from rlkit.runtime.placement.core_lease import start_lease
+    from rlkit.runtime.placement.gpus import cluster_gpus, gpu_shares, hybrid_bundles
+    from rlkit.runtime.placement.hybrid import make_switch
+    from rlkit.runtime.placement.reference import reference_plan
 
-    r, env = cfg.rollout, cluster.actor_env()
-    gpus = gpu_shares(cfg, cluster_gpus())
+    r, env, n_gpus = cfg.rollout, cluster.actor_env(), cluster_gpus()
+    gpus = gpu_shares(cfg, n_gpus)
     bundles = hybrid_bundles(cfg) if gpus.hybrid else None
-    if workers is None:
-        colocated = placement.resolve(cfg) == "colocated"
-        workers, own_workers = (
-            cluster.start_rollout_workers(
-                r.engine,
-                model_path,
-                r.num_workers,
-                r.worker_cpus,
-                engine_settings(cfg) | sleep_setting(cfg, gpus.hybrid),
-                threads=placement.rollout_threads(cfg),
-                vllm_bind=colocated and not cfg.ray.address,
-                num_gpus=gpus.worker,
-                bundles=bundles,
-            ),
-            True,
+    own_workers = workers is None
+    if own_workers:
+        colocated = threads.resolve(cfg) == "colocated"
+        settings = cluster.engine_settings(cfg) | cluster.sleep_setting(cfg, gpus.hybrid)
+        workers = cluster.start_rollout_workers(
+            r.engine,
+            model_path,
+            r.num_workers,
+            r.worker_cpus,
+            settings,
+            threads=threads.rollout_threads(cfg),
+            vllm_bind=colocated and not cfg.ray.address,
+            num_gpus=gpus.worker,
+            bundles=bundles,
         )
     else:
         cluster.reset_workers(workers, model_path)
-        own_workers = False
+    lease = start_lease(cfg)
     trainer = TrainerGroup(
         model_path,
         cfg,
@@ -112,11 +97,9 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         env=env,
         num_gpus=gpus.rank,
         bundles=bundles,
+        lease=lease,
+        reference=reference_plan(cfg, n_gpus),
     )
-    reference = None
-    if cfg.algo.kl_beta > 0:
-        actor = ray.remote(num_cpus=0, runtime_env={"env_vars": env})(ReferenceModel)
-        reference = actor.remote(model_path)
     own_rewards = reward_pool is None
     if own_rewards:
         rc = cfg.reward
@@ -132,12 +115,13 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         workers,
         trainer,
         reward_pool,
-        reference,
         critic=start_critic(cfg, model_path, trainer, gpus.critic) if cfg.critic.enabled else None,
         evaluator=start_evaluator(cfg, model_path, gpus.evaluator) if cfg.eval.every > 0 else None,
         own_workers=own_workers,
         own_rewards=own_rewards,
         bundles=bundles,
+        switch=make_switch(workers, trainer, bundles),
+        lease=lease,
     )
 
 
@@ -152,10 +136,9 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     from rlkit.engines.deepspeed_engine import train_zero_stage
     from rlkit.runtime import prepare
     from rlkit.runtime.checkpoints import step_of
-    from rlkit.runtime.core_lease import wire_lease
-    from rlkit.runtime.hybrid import make_switch
+    from rlkit.runtime.controller.spine import Spine
+    from rlkit.runtime.placement.core_lease import LeaseSignal
     from rlkit.runtime.resume import resume_from, resume_point, trim_records
-    from rlkit.runtime.spine import Spine
 
     prepare.check_inputs(cfg)
     cfg = prepare.absolute_plugin_paths(cfg)
@@ -181,19 +164,21 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         parts.rewards,
         logger,
         eos_id=eos_id,
-        reference=parts.reference,
+        reference=parts.trainer.reference,
         critic=parts.critic,
         checkpoint_dir=str(run_dir / "checkpoints"),
         model_path=model_path,
+        evaluator=parts.evaluator,
+        switch=parts.switch,
+        lease_signal=LeaseSignal(parts.lease) if parts.lease is not None else None,
     )
-    spine.recorder.evaluator = parts.evaluator
-    parts.lease = wire_lease(cfg, parts.trainer, spine)
     try:
         parts.wait_ready(cfg)
         if checkpoint is not None:
             resume_from(spine, checkpoint, log=log)
-        spine.dispatch.switch = make_switch(parts.workers, parts.trainer, parts.bundles)
-        spine.recorder.t_last = time.perf_counter()
+        if parts.switch is not None:  # the workers generate first: trainer states to host
+            parts.switch.to_rollout()
+        spine.recorder.start_clock()
         run_loop(cfg, spine, run_dir)
         spine.recorder.collect_evals(wait=True)
         final = spine.recorder.save(spine.step)
@@ -202,21 +187,22 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         spine.close()
         logger.close()
         parts.stop()
-    from rlkit.runtime.plots import plot_run
+    from rlkit.runtime.controller.plots import plot_run
 
     plot_run(run_dir)
     return run_dir
 
 
 class RankGroupLost(RuntimeError):
-    """A trainer, critic or reference process died: DeepSpeed groups cannot go on without a
-    rank, so the run stops with the command that resumes it from its last checkpoint."""
+    """A trainer (with its reference model) or critic process died: DeepSpeed groups cannot go
+    on without a rank, so the run stops with the command that resumes it from its last
+    checkpoint."""
 
 
 def run_loop(cfg: RecipeConfig, spine, run_dir: Path) -> None:
-    """The recipe's loop; a dead trainer/critic/reference process becomes RankGroupLost."""
+    """The recipe's loop; a dead trainer or critic process becomes RankGroupLost."""
     from rlkit.runtime.checkpoints import latest_resumable
-    from rlkit.runtime.worker_restarts import is_actor_death
+    from rlkit.runtime.controller.worker_restarts import is_actor_death
 
     try:
         loop_for(cfg)(spine)
@@ -234,13 +220,12 @@ def run_loop(cfg: RecipeConfig, spine, run_dir: Path) -> None:
 
 
 def dead_actor_name(exc: BaseException) -> str:
-    """What died, from the actor class Ray names in the error: a trainer or critic rank, the
-    reference model, or (another actor) 'a process of the run'."""
+    """What died, from the actor class Ray names in the error: a trainer rank (which holds the
+    reference model too), a critic rank, or (another actor) 'a process of the run'."""
     text = str(exc)
     for cls, name in (
         ("TrainerRank", "a trainer rank"),
         ("CriticRank", "a critic rank"),
-        ("ReferenceModel", "the reference model"),
     ):
         if cls in text:
             return name
@@ -249,13 +234,13 @@ def dead_actor_name(exc: BaseException) -> str:
 
 def start_ray(cfg: RecipeConfig) -> None:
     """Join `ray.address`, or start the embedded loopback cluster of the `ray` section."""
-    from rlkit.runtime import cluster
+    from rlkit.runtime.placement import cluster
 
     cluster.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_mb)
 
 
 def make_logger(cfg: RecipeConfig, run_dir: Path, purge_step: int | None = None):
-    from rlkit.runtime.metrics_logger import MetricsLogger
+    from rlkit.runtime.controller.metrics_logger import MetricsLogger
 
     lg = cfg.logging
     return MetricsLogger(
@@ -269,25 +254,24 @@ def make_logger(cfg: RecipeConfig, run_dir: Path, purge_step: int | None = None)
 
 def loop_for(cfg: RecipeConfig):
     """`async.mode: sync` -> the synchronous loop; otherwise the ROLL Flash controller."""
-    from rlkit.runtime.loops import run_async, run_sync
+    from rlkit.runtime.controller.loops import run_async, run_sync
 
     return run_sync if cfg.async_.mode == "sync" else run_async
 
 
 def start_evaluator(cfg: RecipeConfig, model_path: str, num_gpus: float = 0.0) -> dict:
     """The eval actor (`num_gpus`: its GPUs on a GPU cluster) and what it runs (see
-    Spine.maybe_eval)."""
+    StepRecorder.maybe_eval)."""
     import ray
 
-    from rlkit.runtime.cluster import actor_env
-    from rlkit.runtime.eval_worker import EvalWorker
+    from rlkit.runtime.actors.eval_worker import EvalWorker
+    from rlkit.runtime.placement import cluster
 
     e = cfg.eval
-    actor = ray.remote(num_cpus=0, num_gpus=num_gpus, runtime_env={"env_vars": actor_env()})(
-        EvalWorker
-    )
+    env = {"env_vars": cluster.actor_env()}
+    actor = ray.remote(num_cpus=0, num_gpus=num_gpus, runtime_env=env)(EvalWorker)
     return {
-        "actor": actor.remote(e.engine, model_path, engine_settings(cfg)),
+        "actor": actor.remote(e.engine, model_path, cluster.engine_settings(cfg)),
         "every": e.every,
         "suite": e.suite,
         "data": e.data,
@@ -298,13 +282,13 @@ def start_evaluator(cfg: RecipeConfig, model_path: str, num_gpus: float = 0.0) -
 
 def start_critic(cfg: RecipeConfig, model_path: str, trainer: Any = None, num_gpus: float = 0.0):
     """The critic group (PPO: one value model; AsyPPO: several mini-critics) as its own
-    DeepSpeed group; its backbone from rlkit.runtime.critic_group.critic_model_path.
+    DeepSpeed group; its backbone from rlkit.runtime.actors.critic_group.critic_model_path.
     `critic.placement: colocated` reserves no CPUs and pins critic rank r to trainer rank r's
     node (when `trainer` is given; otherwise to the driver's node)."""
     import ray
 
-    from rlkit.runtime.cluster import actor_env
-    from rlkit.runtime.critic_group import CriticGroup, actor_nodes, critic_model_path
+    from rlkit.runtime.actors.critic_group import CriticGroup, actor_nodes, critic_model_path
+    from rlkit.runtime.placement.cluster import actor_env
 
     c = cfg.critic
     nodes, cpus = None, c.rank_cpus

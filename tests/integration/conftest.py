@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def ray_cluster():
     import ray
 
-    from rlkit.runtime.cluster import init_ray
+    from rlkit.runtime.placement.cluster import init_ray
 
     # Logical CPUs: one rollout worker (1) + a two-rank trainer group (2 x 0.5) + spare.
     init_ray(None, num_cpus=4, object_store_mb=600)
@@ -36,7 +36,7 @@ def tiny_model(tmp_path_factory) -> str:
 def vllm_worker(ray_cluster, tiny_model):
     import ray
 
-    from rlkit.runtime.cluster import start_rollout_workers
+    from rlkit.runtime.placement.cluster import start_rollout_workers
 
     (worker,) = start_rollout_workers(
         "vllm", tiny_model, 1, 1.0, {"max_model_len": 256, "kv_cache_gib": 1, "seed": 0}

@@ -1,5 +1,5 @@
-"""The GPU hybrid engine (placement colocated on GPUs, rlkit.runtime.hybrid): a vLLM engine in
-sleep mode gives its GPU memory back, and a synchronous run with one trainer rank and one
+"""The GPU hybrid engine (placement colocated on GPUs, rlkit.runtime.placement.hybrid): a vLLM
+engine in sleep mode gives its GPU memory back, and a synchronous run with one trainer rank and one
 rollout worker on the same GPU (half a GPU each, one placement-group bundle) trains, switching
 the GPU between them every step.  Needs one CUDA GPU; skipped (with this reason) on CPU."""
 
@@ -39,7 +39,7 @@ def test_sync_run_shares_one_gpu_between_trainer_and_worker(tmp_path):
 
     from rlkit.config.loader import config_from_dict
     from rlkit.data.tiny_model import build_tiny_model
-    from rlkit.runtime.cluster import init_ray
+    from rlkit.runtime.placement.cluster import init_ray
     from rlkit.runtime.run import train
     from tests.integration.conftest import tiny_recipe
 

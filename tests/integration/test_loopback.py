@@ -97,7 +97,7 @@ def test_a_real_run_listens_on_loopback_only(tmp_path, tiny_model, vllm_worker):
 PROBE = """
 import os, sys, json
 import ray  # imported before rlkit sets anything, as a CLI or notebook may do
-from rlkit.runtime.cluster import init_ray
+from rlkit.runtime.placement.cluster import init_ray
 from tests.integration.test_loopback import listeners
 
 init_ray(None, num_cpus=1, object_store_mb=100)

@@ -15,8 +15,8 @@ def _step(model, samples, *, world, micro, agg, tokens=0, minis=1, packing=False
     import ray
 
     from rlkit.config.loader import config_from_dict
-    from rlkit.runtime.cluster import actor_env
-    from rlkit.runtime.trainer_group import TrainerGroup, merge_rank_metrics
+    from rlkit.runtime.actors.trainer_group import TrainerGroup, merge_rank_metrics
+    from rlkit.runtime.placement.cluster import actor_env
 
     cfg = config_from_dict(
         {

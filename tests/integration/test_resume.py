@@ -42,7 +42,7 @@ def kill_a_trainer_rank_after(monkeypatch, metrics: Path, steps: int) -> dict:
     """SIGKILL trainer rank 1 once `metrics` holds `steps` records."""
     import ray
 
-    from rlkit.runtime import trainer_group
+    from rlkit.runtime.actors import trainer_group
 
     groups: list = []
     real_init = trainer_group.TrainerGroup.__init__

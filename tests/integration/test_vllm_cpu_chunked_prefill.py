@@ -41,7 +41,7 @@ def test_seeded_prompts_overflowing_the_token_budget(tiny_model, vllm_worker):
     import ray
 
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.cluster import reset_workers
+    from rlkit.runtime.placement.cluster import reset_workers
 
     reset_workers([vllm_worker], tiny_model)
     prompts = _prompts(tiny_model, _budget(vllm_worker) // PROMPT_LEN + 3)

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 
 def _group(tiny_model, zero_stage, lora=False):
     from rlkit.config.loader import config_from_dict
-    from rlkit.runtime.cluster import actor_env
-    from rlkit.runtime.trainer_group import TrainerGroup
+    from rlkit.runtime.actors.trainer_group import TrainerGroup
+    from rlkit.runtime.placement.cluster import actor_env
 
     cfg = config_from_dict(
         {
@@ -36,7 +36,7 @@ def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, z
     from rlkit.engines.rollout_protocol import SamplingConfig
     from rlkit.engines.train_batch import TrainSample
     from rlkit.runtime.checkpoints import write_checkpoint
-    from rlkit.runtime.cluster import reset_workers
+    from rlkit.runtime.placement.cluster import reset_workers
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     prompt = tok("3+4=", add_special_tokens=False)["input_ids"]

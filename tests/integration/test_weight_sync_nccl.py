@@ -18,10 +18,10 @@ def test_nccl_broadcast_into_vllm(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rlkit.data.tiny_model import build_tiny_model
+    from rlkit.engines.dist_env import free_port
     from rlkit.engines.rollout_protocol import SamplingConfig
     from rlkit.engines.vllm_engine import VLLMEngine
     from rlkit.engines.weight_sync_nccl import TrainerBroadcaster, tensor_specs
-    from rlkit.runtime.rank_group import free_port
 
     path = str(build_tiny_model(tmp_path / "m", seed=0))
     engine = VLLMEngine(path, gpu_memory_utilization=0.3)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def recorded_workers(monkeypatch) -> list:
     """The rollout workers the run starts (its own and replacements), in start order."""
-    from rlkit.runtime import cluster
+    from rlkit.runtime.placement import cluster
 
     started: list = []
     real_start = cluster.start_rollout_workers
@@ -92,8 +92,8 @@ def test_killed_rollout_worker_is_replaced_and_the_run_completes(
 def test_past_the_restart_bound_the_run_stops_naming_the_dead_worker(
     tmp_path, tiny_model, ray_cluster, monkeypatch
 ):
+    from rlkit.runtime.controller.worker_restarts import RolloutWorkerLost
     from rlkit.runtime.run import train
-    from rlkit.runtime.worker_restarts import RolloutWorkerLost
 
     started = recorded_workers(monkeypatch)
     recipe = tiny_recipe(

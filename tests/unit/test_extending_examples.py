@@ -10,7 +10,7 @@ from rlkit.algos.loss_terms import make_token_hook
 from rlkit.config.loader import config_from_dict
 from rlkit.credit import Services, build_pipeline
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.runtime.groups import Group, Prompt, Sample
+from rlkit.runtime.controller.groups import Group, Prompt, Sample
 from rlkit.runtime.strategies import make_strategy
 
 EX = "docs/examples"

@@ -7,7 +7,7 @@ import sys
 def test_import_does_not_pull_engines():
     code = (
         "import sys, rlkit, rlkit.config, rlkit.cli, rlkit.engines, rlkit.rewards, "
-        "rlkit.runtime.staleness\n"
+        "rlkit.runtime.controller.staleness\n"
         "heavy = [m for m in ('torch', 'vllm', 'deepspeed', 'ray') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )

@@ -54,7 +54,7 @@ def trainer(cfg):
 
 def spine(cfg):
     """The controller's objects, built for real with stand-ins for workers and actors."""
-    from rlkit.runtime.spine import Spine
+    from rlkit.runtime.controller.spine import Spine
 
     sp = Spine(cfg, [object()] * cfg.rollout.num_workers, None, iter([]), None, None, eos_id=2)
     r, st = sp.rollout, sp.rollout.strategy
@@ -74,7 +74,9 @@ def components(cfg, monkeypatch, model_path):
     """`start_components` with every actor replaced by a recorder of its arguments."""
     import ray
 
-    from rlkit.runtime import cluster, run, trainer_group
+    from rlkit.runtime import run
+    from rlkit.runtime.actors import trainer_group
+    from rlkit.runtime.placement import cluster
 
     calls = []
 
@@ -94,10 +96,12 @@ def components(cfg, monkeypatch, model_path):
 
     monkeypatch.setattr(cluster, "start_rollout_workers", rec("workers"))
     monkeypatch.setattr(trainer_group, "TrainerGroup", rec("trainer"))
-    monkeypatch.setattr("rlkit.runtime.critic_group.CriticGroup", rec("critic"))
+    monkeypatch.setattr("rlkit.runtime.actors.critic_group.CriticGroup", rec("critic"))
     monkeypatch.setattr("rlkit.rewards.RewardPool", rec("rewards"))
-    monkeypatch.setattr("rlkit.runtime.critic_group.actor_nodes", lambda ranks: ["trainer-node"])
-    monkeypatch.setattr("rlkit.runtime.gpu_placement.cluster_gpus", lambda: 0.0)  # a CPU cluster
+    monkeypatch.setattr(
+        "rlkit.runtime.actors.critic_group.actor_nodes", lambda ranks: ["trainer-node"]
+    )
+    monkeypatch.setattr("rlkit.runtime.placement.gpus.cluster_gpus", lambda: 0.0)  # a CPU cluster
     monkeypatch.setattr(ray, "remote", lambda **kw: lambda cls: _Recorded(cls.__name__, calls))
     parts = run.start_components(cfg, model_path, None, None)
     evaluator = {k: v for k, v in (parts.evaluator or {}).items() if k != "actor"}

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from rlkit.algos.entropy import entropy_from_logits
+from rlkit.engines.logprobs import chunked_logprobs
 from rlkit.engines.micro_batches import by_count, by_tokens, padded_tokens, step_layout
-from rlkit.engines.train_batch import TrainSample, chunked_logprobs
+from rlkit.engines.train_batch import TrainSample
 
 
 @pytest.mark.parametrize("entropy", ["none", "no_grad", "grad"])

@@ -1,4 +1,5 @@
-"""Padding-free packing (rlkit.engines.packing): pack/unpack round trips, the block mask, the
+"""Padding-free packing (rlkit.engines.micro_batches `build`, rlkit.engines.logprobs): pack/unpack
+round trips, the block mask, the
 real-token budget layout, and a real transformers model giving the same per-sample logprobs,
 entropy and gradient packed as padded (sdpa and eager; native position-id detection and the
 explicit 4-D mask)."""
@@ -8,16 +9,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlkit.engines.micro_batches import by_tokens, packed_tokens, step_layout
-from rlkit.engines.packing import (
+from rlkit.engines.logprobs import forward_logprobs, micro_batch_forward
+from rlkit.engines.micro_batches import (
     block_causal_mask,
-    micro_batch_forward,
+    build,
+    by_tokens,
     pack,
     pack_rows,
+    packed_tokens,
+    step_layout,
     unpack,
     unpack_index,
 )
-from rlkit.engines.train_batch import TrainSample, collate, forward_logprobs, response_values
+from rlkit.engines.train_batch import TrainSample, collate, response_values
 
 
 def _sample(prompt: list[int], resp: list[int]) -> TrainSample:
@@ -126,10 +130,9 @@ def test_packed_forward_equals_padded_on_a_real_model(attn):
     out = {}
     for packing in (False, True):
         model.zero_grad()
-        batch, logp, _, ent = micro_batch_forward(
-            model, samples, 0, packing=packing, entropy="grad"
-        )
-        mask = batch["response_mask"]
+        mb = build(samples, 0, packing)
+        logp, _, ent = micro_batch_forward(model, mb, entropy="grad")
+        mask = mb.batch["response_mask"]
         ((logp * mask).sum() + (ent * mask).sum()).backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters()])
         out[packing] = (logp * mask, ent * mask, grads)
@@ -152,9 +155,9 @@ def test_forward_computes_only_response_logits_and_matches_the_full_forward(pack
     gradient equal a full-vocabulary forward over every position."""
     model, samples = _tiny_llama("sdpa"), _ragged_samples()
     model.zero_grad()
-    batch, logp, logits, ent = micro_batch_forward(
-        model, samples, 0, packing=packing, entropy="grad"
-    )
+    mb = build(samples, 0, packing)
+    batch = mb.batch
+    logp, logits, ent = micro_batch_forward(model, mb, entropy="grad")
     mask = batch["response_mask"]
     ((logp * mask).sum() + (ent * mask).sum()).backward()
     kept = torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -184,13 +187,13 @@ def test_loss_context_refuses_entropy_from_logits_that_miss_positions():
         ctx.entropy(with_grad=False)
 
 
-def test_packing_module_imports_no_deepspeed_ray_or_vllm():
+def test_packing_modules_import_no_deepspeed_ray_or_vllm():
     """benchmarks/packing.py runs on a machine with torch + transformers only."""
     import subprocess
     import sys
 
     code = (
-        "import sys, rlkit.engines.packing\n"
+        "import sys, rlkit.engines.micro_batches, rlkit.engines.logprobs\n"
         "heavy = [m for m in ('vllm', 'deepspeed', 'ray') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )

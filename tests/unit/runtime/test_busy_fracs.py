@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlkit.runtime.step_recorder import WorkerBusy
+from rlkit.runtime.controller.step_recorder import WorkerBusy
 
 
 class BusyWorker:
@@ -35,7 +35,7 @@ def test_worker_busy_sums_reports_once():
 
 
 def test_recorder_fractions():
-    from rlkit.runtime.step_recorder import StepRecorder
+    from rlkit.runtime.controller.step_recorder import StepRecorder
 
     rec = StepRecorder.__new__(StepRecorder)
     rec.rollout_clock, rec.num_workers = WorkerBusy(), 2

@@ -94,7 +94,7 @@ def test_keep_last_prunes_the_oldest_complete_checkpoints(tmp_path):
 
 def test_the_recorder_saves_each_step_once_and_keeps_the_last_n(tmp_path):
     from rlkit.config.loader import config_from_dict
-    from rlkit.runtime.step_recorder import StepRecorder
+    from rlkit.runtime.controller.step_recorder import StepRecorder
 
     saves = []
 
@@ -103,8 +103,8 @@ def test_the_recorder_saves_each_step_once_and_keeps_the_last_n(tmp_path):
         (Path(folder) / "model.safetensors").write_text("w")
 
     cfg = config_from_dict({"model": {"kind": "tiny"}, "trainer": {"keep_last": 2}})
-    rec = StepRecorder(cfg, SimpleNamespace(save_checkpoint=save_checkpoint), None, str(tmp_path))
-    rec.run_state = lambda: {"step": len(saves)}
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint)
+    rec = StepRecorder(cfg, trainer, None, str(tmp_path), run_state=lambda: {"step": len(saves)})
     for step in (1, 2, 3, 3):  # the final save repeats the last step
         rec.save(step)
     assert len(saves) == 3

@@ -1,4 +1,4 @@
-"""GPU requests per actor (rlkit.runtime.gpu_placement): nothing on CPU clusters, a whole GPU
+"""GPU requests per actor (rlkit.runtime.placement.gpus): nothing on CPU clusters, a whole GPU
 per actor disaggregated, half a GPU per trainer rank and rollout worker colocated (the hybrid
 engine), and one clear error for each layout the hybrid engine cannot run."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from rlkit.config.loader import config_from_dict
-from rlkit.runtime.gpu_placement import GpuShares, gpu_shares
+from rlkit.runtime.placement.gpus import GpuShares, gpu_shares
 
 
 def _cfg(**tree):

@@ -1,12 +1,11 @@
-"""Pure bookkeeping of groups: per-sample seeds/ids, batch ordering, critic subsets."""
+"""Pure bookkeeping of groups: per-sample seeds/ids, batch ordering."""
 
 from __future__ import annotations
 
 from rlkit.config.loader import config_from_dict
 from rlkit.credit import Services, build_pipeline
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.runtime.critic_group import critic_subsets
-from rlkit.runtime.groups import Group, Prompt, Sample
+from rlkit.runtime.controller.groups import Group, Prompt, Sample
 from rlkit.runtime.strategies import SampleStrategy
 
 
@@ -36,9 +35,3 @@ def test_batch_is_ordered_by_group_and_grpo_advantages():
     assert adv[:2] == [0.0, 0.0]  # group 1 first, no signal; outcome advantages broadcast
     assert adv[2] > 0 > adv[3]
     assert batch.stats["reward/mean"] == 0.25 and batch.stats["response_length/mean"] == 1.5
-
-
-def test_critic_subsets_split_every_group_disjointly():
-    subsets = critic_subsets([4, 4], 2)
-    assert subsets == [[0, 2, 4, 6], [1, 3, 5, 7]]
-    assert critic_subsets([3], 1) == [[0, 1, 2]]

@@ -1,7 +1,8 @@
-"""The hybrid engine's order of operations (rlkit.runtime.hybrid, GPU colocated placement), on
-fakes: the credit stages run with the workers awake, the workers sleep before the trainer
-reloads, the trainer offloads before the workers wake, and the new weights are published only
-after that.  (The real sleep/offload calls are GPU-only: tests/integration/test_hybrid_gpu.py.)"""
+"""The hybrid engine's order of operations (rlkit.runtime.placement.hybrid, GPU colocated
+placement), on fakes: the credit stages run with the workers awake, the workers sleep before
+the trainer reloads, the trainer offloads before the workers wake, and the new weights are
+published only after that.  (The real sleep/offload calls are GPU-only:
+tests/integration/test_hybrid_gpu.py.)"""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from types import SimpleNamespace
 
 import ray
 
-from rlkit.runtime.hybrid import make_switch
-from rlkit.runtime.trainer_dispatch import TrainerDispatch
+from rlkit.runtime.controller.trainer_dispatch import TrainerDispatch
+from rlkit.runtime.placement.hybrid import make_switch
 
 
 class _Call:
@@ -47,6 +48,8 @@ def test_switch_order_around_the_policy_step(monkeypatch):
     workers, trainer = _parts(log)
     assert make_switch(workers, trainer, bundles=None) is None  # no hybrid: nothing switches
     switch = make_switch(workers, trainer, bundles="placement-group")
+    assert log == []  # nothing moves before the run starts (and resumes)
+    switch.to_rollout()
     assert log == ["trainer.offload", "worker.wake", "worker.wake"]  # the workers generate first
 
     def pipeline(groups):
@@ -54,8 +57,7 @@ def test_switch_order_around_the_policy_step(monkeypatch):
         return SimpleNamespace(samples=[], stats={}, extra_refs=[])
 
     log.clear()
-    dispatch = TrainerDispatch(pipeline, trainer)
-    dispatch.switch = switch
+    dispatch = TrainerDispatch(pipeline, trainer, switch)
     metrics = dispatch.submit([], {}).result()
     dispatch.close()
     assert log == [

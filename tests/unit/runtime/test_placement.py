@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from rlkit.config.loader import config_from_dict
-from rlkit.runtime import placement
+from rlkit.runtime.placement import threads as placement
 
 
 def _cfg(**tree):
@@ -35,7 +35,8 @@ def test_vllm_binding_lists_allowed_cpus():
 
 
 def test_async_disaggregated_trainer_borrows_every_core_while_the_rollout_idles():
-    from rlkit.runtime.core_lease import LeaseSignal, lends_cores
+    from rlkit.runtime.placement.core_lease import LeaseSignal
+    from rlkit.runtime.placement.threads import lends_cores
 
     asyn = _cfg(**{"async": {"mode": "async"}}, trainer={"rank_cpus": 1.0})
     assert lends_cores(asyn)

@@ -1,6 +1,7 @@
-"""The controller's part of a resume (rlkit.runtime.resume): the prompt stream's position, the
-in-flight prompts issued again, counters restored so the accounting still adds up, and the
-metrics files trimmed to the checkpoint's step."""
+"""The controller's part of a resume (rlkit.runtime.resume): each component's `state_dict` /
+`load_state_dict` (the prompt stream's position, the in-flight prompts issued again, counters
+restored so the accounting still adds up), composed by the Spine, and the metrics files trimmed
+to the checkpoint's step."""
 
 from __future__ import annotations
 
@@ -11,18 +12,39 @@ import pytest
 
 from rlkit.config import ConfigError
 from rlkit.config.loader import config_from_dict
-from rlkit.runtime.groups import Prompt
-from rlkit.runtime.resume import resume_point, resumed_prompts, trim_records
+from rlkit.runtime.controller.groups import Prompt
+from rlkit.runtime.controller.prompts import PromptStream
+from rlkit.runtime.resume import resume_point, trim_records
 
 
 def stream(n: int = 100):
     return (Prompt(i, f"p{i}", [i], {}) for i in range(n))
 
 
+def resumed(drawn: int, in_flight: list[int]) -> PromptStream:
+    old = PromptStream(stream())
+    for _ in range(drawn):
+        next(old)
+    new = PromptStream(stream())
+    new.load_state_dict(json.loads(json.dumps(old.state_dict(in_flight))))
+    return new
+
+
 def test_the_stream_resumes_with_the_in_flight_prompts_then_where_it_stopped():
-    got = resumed_prompts(stream(), 10, [7, 9, 8])
+    got = resumed(10, [7, 9, 8])
     assert [next(got).index for _ in range(5)] == [7, 8, 9, 10, 11]
-    assert [p.index for p in resumed_prompts(stream(), 4, [])][:2] == [4, 5]
+    again = resumed(4, [])
+    assert [next(again).index for _ in range(2)] == [4, 5]
+
+
+def test_a_second_resume_keeps_prompts_not_yet_issued_again():
+    """Resumed at 10 with 7, 8 in flight, one of them issued again, then saved: the other is
+    still owed, and the stream's position is 10, not the number of groups admitted."""
+    first = resumed(10, [7, 8])
+    assert next(first).index == 7
+    second = PromptStream(stream())
+    second.load_state_dict(json.loads(json.dumps(first.state_dict([7]))))
+    assert [next(second).index for _ in range(3)] == [7, 8, 10]
 
 
 def test_records_after_the_checkpoint_are_dropped_once(tmp_path):
@@ -60,10 +82,11 @@ def test_resume_point_explicit_auto_and_missing(tmp_path):
     assert resume_point(cfg, None) is None
 
 
-def test_run_state_round_trip_keeps_the_accounting(monkeypatch):
+def test_run_state_round_trip_keeps_the_accounting():
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.resume import restore, run_state
-    from rlkit.runtime.rollout_scheduler import RolloutScheduler
+    from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
+    from rlkit.runtime.controller.spine import Spine
+    from rlkit.runtime.controller.worker_restarts import WorkerRestarts
     from rlkit.runtime.strategies import make_strategy
 
     def scheduler():
@@ -78,11 +101,18 @@ def test_run_state_round_trip_keeps_the_accounting(monkeypatch):
         old.new_group()
     old.staleness.consumed, old.staleness.running = 2, 3  # two trained, three in flight
     old.running = {k: v for k, v in old.running.items() if k >= 2}
-    spine = lambda ro: SimpleNamespace(rollout=ro, step=1, restarts=SimpleNamespace(count=1))  # noqa: E731
-    state = run_state(spine(old))
-    assert state["in_flight_prompts"] == [2, 3, 4] and state["aborted"] == 3
-    new = spine(scheduler())
-    restore(new, json.loads(json.dumps(state)))
+    old.worker_version = 1
+
+    def spine(ro, count):  # the Spine's own composition, on a stand-in holding the components
+        restarts = WorkerRestarts([], None, lambda: None, 3)
+        restarts.count = count
+        return SimpleNamespace(rollout=ro, step=1 if count else 0, restarts=restarts)
+
+    state = Spine.state_dict(spine(old, 1))
+    assert state["rollout"]["prompts"] == {"drawn": 5, "again": [2, 3, 4]}
+    assert state["rollout"]["staleness"]["aborted"] == 3
+    new = spine(scheduler(), 0)
+    Spine.load_state_dict(new, json.loads(json.dumps(state)))
     assert new.step == 1 and new.rollout.worker_version == 1 and new.restarts.count == 1
     admitted = [new.rollout.new_group()[0] for _ in range(4)]
     assert [g.prompt.index for g in admitted] == [2, 3, 4, 5]

@@ -13,8 +13,8 @@ import pytest
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 from rlkit.engines.vllm_engine import FinishedRequest
 from rlkit.rewards.types import RewardResult
-from rlkit.runtime.groups import Prompt
-from rlkit.runtime.rollout_scheduler import RolloutScheduler
+from rlkit.runtime.controller.groups import Prompt
+from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
 from rlkit.runtime.strategies import SampleStrategy
 
 

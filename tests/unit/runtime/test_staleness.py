@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlkit.runtime.staleness import GroupBuffer, StalenessManager
+from rlkit.runtime.controller.staleness import GroupBuffer, StalenessManager
 
 
 @dataclass

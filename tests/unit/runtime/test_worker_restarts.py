@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from rlkit.runtime.worker_restarts import RolloutWorkerLost, WorkerRestarts, is_actor_death
+from rlkit.runtime.controller.worker_restarts import (
+    RolloutWorkerLost,
+    WorkerRestarts,
+    is_actor_death,
+)
 
 
 class Call:

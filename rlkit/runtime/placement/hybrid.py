@@ -1,6 +1,6 @@
 """The hybrid engine (GPU colocated placement): rollout and training take turns on each GPU.
 
-Trainer rank i and rollout worker i share GPU i (rlkit.runtime.gpu_placement).  Memory goes to
+Trainer rank i and rollout worker i share GPU i (rlkit.runtime.placement.gpus).  Memory goes to
 the stage that runs, as verl's and OpenRLHF's hybrid engines do:
 
     generate  ->  [credit: reference, critics, engine probes]  ->  workers sleep,
@@ -49,11 +49,8 @@ class HybridSwitch:
 
 
 def make_switch(workers: list, trainer: Any, bundles: Any) -> HybridSwitch | None:
-    """The switch of a hybrid run (one that placed its pairs in the placement group `bundles`),
-    after the components are ready: the trainer's states go to host memory first, since the
-    workers generate the first batch.  None for any other run."""
-    if bundles is None:
-        return None
-    switch = HybridSwitch(workers, trainer)
-    switch.to_rollout()
-    return switch
+    """The switch of a hybrid run (one that placed its pairs in the placement group `bundles`);
+    None for any other run.  The run calls `to_rollout()` once its components are ready (and
+    resumed): the trainer's states go to host memory first, since the workers generate the
+    first batch."""
+    return None if bundles is None else HybridSwitch(workers, trainer)

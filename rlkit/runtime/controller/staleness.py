@@ -69,6 +69,21 @@ class StalenessManager:
         self.buffered -= n
         self.consumed += n
 
+    def state_dict(self) -> dict[str, int]:
+        """The counters a checkpoint keeps (running and buffered groups are not saved: after a
+        resume they are issued again, see RolloutScheduler.state_dict)."""
+        return {
+            "consumed": self.consumed,
+            "dropped": self.dropped_stale,
+            "aborted": self.aborted_stale,
+            "filtered": self.filtered,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.consumed, self.dropped_stale = state["consumed"], state["dropped"]
+        self.aborted_stale, self.filtered = state["aborted"], state["filtered"]
+        self.running = self.buffered = 0
+
     @staticmethod
     def min_usable_version(train_version: int, alpha: int) -> int:
         """The oldest start version a group may have to be trained at `train_version`."""

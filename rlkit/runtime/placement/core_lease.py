@@ -23,26 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def lends_cores(cfg: Any) -> bool:
-    """Whether the recipe's trainer borrows the rollout workers' cores while they idle: only
-    when a rank would get more threads that way (not, e.g., two ranks on 2 cores)."""
-    from rlkit.runtime.placement import resolve, run_cores, trainer_threads
-
-    world = max(1, cfg.trainer.world_size)
-    return (
-        cfg.async_.mode != "sync"
-        and resolve(cfg) == "disaggregated"
-        and not cfg.ray.address
-        and run_cores(cfg) // world > trainer_threads(cfg, world)
-        and not _has_cuda()
-    )
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+from rlkit.runtime.placement.threads import lends_cores
 
 
 class CoreLease:
@@ -58,18 +39,15 @@ class CoreLease:
         return self._idle
 
 
-def wire_lease(cfg: Any, trainer: Any, spine: Any) -> Any:
-    """When the recipe lends cores: one `CoreLease` actor (no CPU reserved: it holds a flag),
-    read by the trainer group's ranks and set by the spine's async loop.  Returns the actor
-    (the run kills it at its end), else None."""
+def start_lease(cfg: Any) -> Any:
+    """When the recipe lends cores (`lends_cores`): one `CoreLease` actor (no CPU reserved: it
+    holds a flag), handed to the trainer group (its ranks read it) and, as a `LeaseSignal`, to
+    the controller (its async loop sets it).  The run kills it at its end.  Else None."""
     if not lends_cores(cfg):
         return None
     import ray
 
-    lease = ray.remote(num_cpus=0)(CoreLease).remote()
-    trainer.lease = lease
-    spine.lease_signal = LeaseSignal(lease)
-    return lease
+    return ray.remote(num_cpus=0)(CoreLease).remote()
 
 
 class LeaseSignal:

@@ -2,7 +2,7 @@
 
 Plain Python over the rollout strategy, the reward pool and the staleness manager: nothing here
 calls Ray, so it is unit-tested with fake workers (tests/unit/runtime/test_rollout_scheduler.py).
-The loops (rlkit.runtime.loops) move requests between it and the worker actors.
+The loops (rlkit.runtime.controller.loops) move requests between it and the worker actors.
 
 Accounting: every admitted group ends exactly once as consumed (trained), aborted (too stale in
 flight), dropped (too stale in the buffer), filtered (no learning signal) or failed (the engine
@@ -20,8 +20,9 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rlkit.runtime.groups import Group, Prompt, Sample
-from rlkit.runtime.staleness import GroupBuffer, StalenessManager
+from rlkit.runtime.controller.groups import Group, Prompt, Sample
+from rlkit.runtime.controller.prompts import PromptStream
+from rlkit.runtime.controller.staleness import GroupBuffer, StalenessManager
 from rlkit.runtime.strategies import RolloutStrategy, parse_request_id
 
 
@@ -38,7 +39,8 @@ class RolloutScheduler:
         samples_per_prompt: int,
         accept: Callable[[Group], bool] = lambda g: True,
     ):
-        self.strategy, self.prompts, self.rewards = strategy, prompts, rewards
+        self.strategy, self.rewards = strategy, rewards
+        self.prompts = prompts if isinstance(prompts, PromptStream) else PromptStream(prompts)
         self.num_workers, self.alpha, self.size = num_workers, alpha, samples_per_prompt
         self.groups_per_step, self.accept = groups_per_step, accept
         self.staleness = StalenessManager(alpha, groups_per_step)
@@ -205,6 +207,30 @@ class RolloutScheduler:
             self.trained_twice += len(ids & self.trained_ids) + len(groups) - len(ids)
             self.trained_ids |= ids
         return groups
+
+    # ---- checkpoints ----
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps.  Running and buffered groups are not saved: their prompts
+        are issued again first after a resume, as new groups (new ids: never trained twice),
+        and the old ones count as aborted so the accounting still adds up."""
+        in_flight = [g.prompt.index for g in [*self.running.values(), *self.buffer]]
+        staleness = self.staleness.state_dict()
+        staleness["aborted"] += len(in_flight)
+        return {
+            "next_group_id": self.next_group_id,
+            "worker_version": self.worker_version,
+            "failed": self.failed_groups,
+            "reissued": self.reissued_groups,
+            "staleness": staleness,
+            "prompts": self.prompts.state_dict(in_flight),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue where `state_dict` left off (before any group is admitted)."""
+        self.next_group_id, self.worker_version = state["next_group_id"], state["worker_version"]
+        self.failed_groups, self.reissued_groups = state["failed"], state["reissued"]
+        self.staleness.load_state_dict(state["staleness"])
+        self.prompts.load_state_dict(state["prompts"])
 
     def counts(self) -> dict[str, int]:
         """Where every admitted group is now or ended (they add up to `admitted`)."""

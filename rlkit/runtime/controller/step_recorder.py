@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 
@@ -46,15 +47,26 @@ class WorkerBusy:
 
 
 class StepRecorder:
-    def __init__(self, cfg: Any, trainer: Any, logger: Any, checkpoint_dir: str | None):
+    def __init__(
+        self,
+        cfg: Any,
+        trainer: Any,
+        logger: Any,
+        checkpoint_dir: str | None,
+        *,
+        critic: Any = None,
+        evaluator: dict | None = None,
+        run_state: Callable[[], dict] | None = None,
+    ):
+        """`critic`: saved with the trainer when the run has critics; `evaluator`: the eval
+        actor and what it runs ({"actor", "every", "suite", "data", ...}, rlkit.runtime.run);
+        `run_state`: () -> the controller's state, written into every checkpoint."""
         self.cfg, self.trainer, self.logger = cfg, trainer, logger
         self.checkpoint_dir = checkpoint_dir
         self.keep_last = cfg.trainer.keep_last
         self.saved: dict[int, str] = {}  # step -> checkpoint folder written this run
-        self.critic: Any = None  # saved with the trainer when the run has critics
-        self.run_state: Any = None  # () -> the controller's state (rlkit.runtime.resume)
+        self.critic, self.evaluator, self.run_state = critic, evaluator, run_state
         self.save_every = cfg.trainer.save_every
-        self.evaluator: dict | None = None  # {"actor", "every", "suite", "data", ...}
         self.pending_evals: list = []
         self.history: list[dict] = []
         self.t_last = time.perf_counter()
@@ -72,6 +84,14 @@ class StepRecorder:
             "engine/rollout": cfg.rollout.engine,
             "engine/train": f"deepspeed-zero{train_zero_stage(cfg)}",
         }
+
+    def start_clock(self) -> None:
+        """The first step's time counts from here (the components are ready)."""
+        self.t_last = time.perf_counter()
+
+    def mark_saved(self, step: int, folder: str) -> None:
+        """`folder` holds step `step` already (the checkpoint a run resumed from)."""
+        self.saved[step] = folder
 
     def record(self, step: int, metrics: dict, rollout: dict) -> dict:
         """Log step `step` (metrics of the train step + rollout counters), save, evaluate."""

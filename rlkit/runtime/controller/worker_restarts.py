@@ -1,7 +1,7 @@
 """Replacing a dead rollout worker (issue 12, point 1).
 
 When a worker's `run` call fails with Ray's actor-death error (the process was OOM-killed,
-`kill -9`ed, its node left), the controller (rlkit.runtime.loops) asks this class for a
+`kill -9`ed, its node left), the controller (rlkit.runtime.controller.loops) asks this class for a
 replacement at the same index: a new worker actor on the run's model folder, loaded with the
 last weights the WeightPublisher sent and their version, so every request it serves is stamped
 with the current policy version.  The dead worker's groups are then re-issued by the rollout
@@ -72,6 +72,13 @@ class WorkerRestarts:
             f"(restart {self.count} of at most {self.max_restarts})"
         )
         return worker
+
+    def state_dict(self) -> dict[str, int]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restarts of the run before its resume count against `max_restarts` too."""
+        self.count = state["count"]
 
     @staticmethod
     def _forget(actor: Any) -> None:

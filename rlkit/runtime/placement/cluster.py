@@ -13,6 +13,7 @@ sets the variable for the processes Ray starts and the already imported constant
 from __future__ import annotations
 
 import os
+from typing import Any
 
 LOOPBACK_ENV = {
     # Ray's "cluster mode" off: the node address stays 127.0.0.1 (see the module docstring).
@@ -74,6 +75,24 @@ def _cluster_mode_off() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def engine_settings(cfg: Any) -> dict:
+    """The recipe's settings of a rollout (or eval) engine."""
+    r = cfg.rollout
+    block = {"block_size": r.kv_block_size} if r.kv_block_size and r.engine == "vllm" else {}
+    return {
+        "max_model_len": r.max_model_len,
+        "kv_cache_gib": r.kv_cache_gib,
+        "seed": cfg.seed,
+        "dtype": cfg.model.dtype,
+        **block,
+    }
+
+
+def sleep_setting(cfg: Any, hybrid: bool) -> dict:
+    """vLLM's sleep mode for the hybrid engine (an HF engine sleeps without it)."""
+    return {"sleep_mode": True} if hybrid and cfg.rollout.engine == "vllm" else {}
+
+
 def start_rollout_workers(
     kind: str,
     model_path: str,
@@ -88,13 +107,13 @@ def start_rollout_workers(
     """`n` rollout worker actors, each holding one engine, each reserving `cpus` CPUs.
 
     `threads`: torch threads of a worker (default: floor(cpus), at least 1); `vllm_bind`: pin a
-    vLLM CPU engine's OpenMP threads to `threads` cores (rlkit.runtime.placement); `num_gpus`:
-    each worker's GPU share, worker i in bundle i of the placement group `bundles` when given
-    (rlkit.runtime.gpu_placement)."""
+    vLLM CPU engine's OpenMP threads to `threads` cores (rlkit.runtime.placement.threads);
+    `num_gpus`: each worker's GPU share, worker i in bundle i of the placement group `bundles`
+    when given (rlkit.runtime.placement.gpus)."""
     import ray
 
-    from rlkit.runtime.gpu_placement import in_bundle
-    from rlkit.runtime.placement import vllm_cpu_binding
+    from rlkit.runtime.placement.gpus import in_bundle
+    from rlkit.runtime.placement.threads import vllm_cpu_binding
     from rlkit.runtime.rollout_worker import RolloutWorker
 
     threads = max(1, int(cpus)) if threads is None else threads

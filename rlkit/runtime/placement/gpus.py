@@ -12,13 +12,13 @@ sees as `cuda:0`:
 - `colocated` (the hybrid engine of verl / OpenRLHF / TRL; `auto` with `async.mode: sync`):
   GPU i holds trainer rank i and rollout worker i, half a GPU each, in bundle i of one Ray
   placement group, so they are guaranteed the same device.  They take turns
-  (rlkit.runtime.hybrid): vLLM runs in sleep mode and releases its weights and KV cache while
-  the trainer trains; the trainer offloads its DeepSpeed states (parameters, gradients,
+  (rlkit.runtime.placement.hybrid): vLLM runs in sleep mode and releases its weights and KV
+  cache while the trainer trains; the trainer offloads its DeepSpeed states (parameters, gradients,
   optimizer) to host memory while vLLM generates.  Needs `async.mode: sync` and
   `rollout.num_workers == trainer.world_size`.
 
 On a CPU-only cluster nothing is requested and `placement` is the thread policy of
-rlkit.runtime.placement.  GPU-only paths: tests/integration/test_hybrid_gpu.py (`gpu` mark).
+rlkit.runtime.placement.threads.  GPU-only paths: tests/integration/test_hybrid_gpu.py (`gpu` mark).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def cluster_gpus() -> float:
 def gpu_shares(cfg: Any, gpus: float) -> GpuShares:
     """The recipe's GPU requests on a cluster with `gpus` GPUs; a clear error for layouts the
     hybrid engine cannot run."""
-    from rlkit.runtime.placement import resolve
+    from rlkit.runtime.placement.threads import resolve
 
     if gpus <= 0:
         return GpuShares()

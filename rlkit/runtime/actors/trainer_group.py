@@ -1,49 +1,81 @@
-"""The trainer group: N Ray actors forming one DeepSpeed ZeRO group, plus the reference model.
+"""The trainer group: N Ray actors forming one DeepSpeed ZeRO group, and the reference model.
 
 Each rank actor wraps a DeepSpeedPolicyTrainer.  The group splits a training step's samples into
 equal contiguous shares, one per rank, and hands every rank the global normalisers so the loss
 is the same however the step is split (docs/batch_sizes.md).
+
+With KL (`algo.kl_beta` > 0) every rank also holds a copy of the reference model on its own
+device (rlkit.runtime.placement.reference); `TrainerGroup.reference` scores a step's samples on
+them, an even share per rank.
 """
 
 from __future__ import annotations
 
+from rlkit.algos.aggregation import global_normalizers
 from rlkit.engines.deepspeed_engine import micro_layout
 from rlkit.engines.micro_batches import step_layout
-from rlkit.engines.train_batch import TrainSample, split_even
-from rlkit.runtime.rank_group import RankActor, start_rank_group, stop_rank_group
+from rlkit.engines.train_batch import TrainSample, chunks, split_even
+from rlkit.runtime.placement.rank_group import RankActor, start_rank_group, stop_rank_group
+from rlkit.runtime.placement.reference import ReferencePlan
+from rlkit.runtime.placement.threads import RankThreads, trainer_rank_threads
 
 
 class TrainerRank(RankActor):
     """Ray actor body of one rank (created by TrainerGroup through start_rank_group)."""
 
-    def setup(self, rank: int, world: int, addr: str, port: int, model_path: str, cfg):
+    def setup(
+        self,
+        rank: int,
+        world: int,
+        addr: str,
+        port: int,
+        model_path: str,
+        cfg,
+        threads: RankThreads,
+        lease=None,
+        reference: ReferencePlan | None = None,
+    ):
+        """`threads` (rlkit.runtime.placement.threads); `lease`: the CoreLease actor when the
+        rank borrows idle rollout cores; `reference`: the reference model to hold, if any."""
         import torch
 
         from rlkit.engines.deepspeed_engine import DeepSpeedPolicyTrainer
 
+        self.threads, self.lease = threads, lease
+        torch.set_num_threads(threads.threads)
         self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
-        torch.set_num_threads(self.trainer.plan.threads)  # rlkit.runtime.placement
+        self.reference = None
+        if reference is not None:
+            from rlkit.engines.reference import ReferencePolicy
+
+            self.reference = ReferencePolicy(
+                model_path,
+                device=reference.device,
+                dtype=reference.dtype,
+                micro_batch=reference.micro_batch,
+                packing=reference.packing,
+            )
 
     def train_step(
-        self,
-        samples: list[TrainSample],
-        norms: list[dict],
-        layout: list | None = None,
-        lease=None,
+        self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
     ) -> dict:
-        """One step; with a `lease` (rlkit.runtime.core_lease) the rank's threads follow the
-        rollout workers' idleness pass by pass."""
-        if lease is None:
+        """One step; with a lease (rlkit.runtime.placement.core_lease) the rank's threads
+        follow the rollout workers' idleness pass by pass."""
+        if self.lease is None:
             return self.trainer.train_step(samples, norms, layout)
         import torch
 
-        from rlkit.runtime.core_lease import ThreadPicker
+        from rlkit.runtime.placement.core_lease import ThreadPicker
 
-        plan = self.trainer.plan
-        picker = ThreadPicker(lease, plan.threads, plan.idle_threads)
+        th = self.threads
+        picker = ThreadPicker(self.lease, th.threads, th.idle_threads)
         out = self.trainer.train_step(samples, norms, layout, before_pass=picker)
-        torch.set_num_threads(plan.threads)
+        torch.set_num_threads(th.threads)
         return out | picker.metrics()
+
+    def reference_logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
+        """log π_ref of this rank's share (on the rank's threads or GPU, in micro-batches)."""
+        return self.reference.logprobs(samples)
 
     def export_weights(self) -> bytes | None:
         from rlkit.engines.model_io import state_dict_to_bytes
@@ -93,15 +125,6 @@ class TrainerRank(RankActor):
         self.trainer.shutdown()
 
 
-def global_normalizers(samples: list[TrainSample], max_len: int) -> dict[str, float]:
-    """Token and sequence counts of the whole step (what `aggregate` divides by)."""
-    return {
-        "num_tokens": float(sum(len(s.response_ids) for s in samples)),
-        "num_seqs": float(len(samples)),
-        "max_len": float(max_len),
-    }
-
-
 class TrainerGroup:
     """Creates the rank actors and fans a step out to them."""
 
@@ -115,9 +138,13 @@ class TrainerGroup:
         env: dict,
         num_gpus: float = 0.0,
         bundles=None,
+        lease=None,
+        reference: ReferencePlan | None = None,
     ):
         """`cfg` is the whole RecipeConfig; every rank receives it as is.  `num_gpus` /
-        `bundles`: each rank's GPU share and placement group (rlkit.runtime.gpu_placement)."""
+        `bundles`: each rank's GPU share and placement group (rlkit.runtime.placement.gpus);
+        `lease`: the CoreLease the ranks read (rlkit.runtime.placement.core_lease);
+        `reference`: where the ranks hold the reference model (None: no KL)."""
         self.world = world
         self.max_len = cfg.rollout.max_tokens
         self.mini_batches = cfg.trainer.mini_batches
@@ -126,10 +153,21 @@ class TrainerGroup:
         self.micro, _ = micro_layout(
             cfg.samples_per_step, world, self.mini_batches, cfg.trainer.micro_batch_size
         )
-        self.lease = None  # a CoreLease when the ranks borrow idle rollout cores
         self.ranks, self._setup = start_rank_group(
-            TrainerRank, world, rank_cpus, env, model_path, cfg, num_gpus=num_gpus, bundles=bundles
+            TrainerRank,
+            world,
+            rank_cpus,
+            env,
+            model_path,
+            cfg,
+            trainer_rank_threads(cfg, world),
+            lease,
+            reference,
+            num_gpus=num_gpus,
+            bundles=bundles,
         )
+        self.reference = None if reference is None else ReferenceOnRanks(self.ranks)
+        self.nccl_specs: list | None = None  # set by init_nccl_sync (GPU weight sync)
 
     def wait_ready(self) -> None:
         """Block until every rank has joined the group and built its engine."""
@@ -143,15 +181,14 @@ class TrainerGroup:
         # mini-batch k = every rank's k-th chunk of its share; normalised by its own counts
         minis = [split_even(share, self.mini_batches) for share in shares]
         norms = [
-            global_normalizers([s for rank in minis for s in rank[k]], self.max_len)
+            global_normalizers(
+                [len(s.response_ids) for rank in minis for s in rank[k]], self.max_len
+            )
             for k in range(self.mini_batches)
         ]
         # micro-batches of every rank together: the same count per mini-batch on every rank
         layout = step_layout(minis, self.micro, self.micro_tokens, self.packing)
-        return [
-            r.train_step.remote(s, norms, lay, self.lease)
-            for r, s, lay in zip(self.ranks, shares, layout)
-        ]
+        return [r.train_step.remote(s, norms, lay) for r, s, lay in zip(self.ranks, shares, layout)]
 
     def init_nccl_sync(self, workers: list, tp_size: int = 1) -> None:
         """GPU only: trainer rank 0 + every worker's TP ranks form one NCCL group."""
@@ -210,24 +247,17 @@ def merge_rank_metrics(per_rank: list[dict]) -> dict:
     return out
 
 
-class ReferenceModel:
-    """Ray actor body: a frozen copy of the initial policy giving reference logprobs for KL."""
+class ReferenceOnRanks:
+    """The reference model as the credit stages call it (`logprobs`): its copies live in the
+    trainer ranks; each scores a contiguous share of the samples."""
 
-    def __init__(self, model_path: str):
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        torch.set_num_threads(1)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    def __init__(self, ranks: list):
+        self.ranks = ranks
 
     def logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
-        import torch
+        import ray
 
-        from rlkit.engines.packing import micro_batch_forward
-        from rlkit.engines.train_batch import response_values
-
-        with torch.no_grad():
-            _, logp, _, _ = micro_batch_forward(
-                self.model, samples, self.model.config.pad_token_id or 0, packing=False
-            )
-        return response_values(logp, samples)
+        share = -(-len(samples) // len(self.ranks))  # ceil: the last ranks may get fewer
+        parts = chunks(samples, max(1, share))
+        done = ray.get([r.reference_logprobs.remote(p) for r, p in zip(self.ranks, parts)])
+        return [lp for part in done for lp in part]

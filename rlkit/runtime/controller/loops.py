@@ -9,20 +9,20 @@ it performs the same requests, batches and updates as `run_sync` (tests/integrat
 losses are equal).
 
 Both loops survive a rollout worker's death (`_collect`): the worker is replaced with the current
-weights and its groups are re-issued with their seeds (rlkit.runtime.worker_restarts).
+weights and its groups are re-issued with their seeds (rlkit.runtime.controller.worker_restarts).
 """
 
 from __future__ import annotations
 
 import time
 
-from rlkit.runtime.spine import Spine
-from rlkit.runtime.worker_restarts import is_actor_death
+from rlkit.runtime.controller.spine import Spine
+from rlkit.runtime.controller.worker_restarts import is_actor_death
 
 
 def _dispatch(sp: Spine, inflight: dict, new: dict, aborts: dict, max_wait_s: float) -> None:
     """Give every idle worker that has work one `run` call."""
-    busy = {g.worker for g in sp.running.values()}
+    busy = {g.worker for g in sp.rollout.running.values()}
     for w, worker in enumerate(sp.workers):
         if w in inflight or not (new.get(w) or aborts.get(w) or w in busy):
             continue
@@ -56,7 +56,7 @@ def _collect(sp: Spine, inflight: dict, new: dict, timeout: float, aborts: dict 
             (aborts or {}).pop(w, None)
             continue
         sp.recorder.rollout_clock.collect(w)
-        for worker, reqs in sp.on_finished(finished).items():
+        for worker, reqs in sp.rollout.on_finished(finished).items():
             new.setdefault(worker, []).extend(reqs)
 
 
@@ -75,54 +75,56 @@ def _settle(sp: Spine, inflight: dict) -> None:
 
 def run_sync(sp: Spine) -> list[dict]:
     """Synchronous on-policy training: the reference that alpha = 0 must reproduce."""
+    ro = sp.rollout
     inflight: dict = {}
     while sp.step < sp.total_steps:
         new: dict = {}
         t0, t_gen = time.perf_counter(), None
-        while len(sp.buffer) < sp.groups_per_step:
+        while len(ro.buffer) < sp.groups_per_step:
             # A batch's worth of groups; more when dynamic sampling filtered some out.
-            for _ in range(sp.groups_per_step - len(sp.buffer) - len(sp.running)):
-                group, reqs = sp.new_group()
+            for _ in range(sp.groups_per_step - len(ro.buffer) - len(ro.running)):
+                group, reqs = ro.new_group()
                 new.setdefault(group.worker, []).extend(reqs)
             _dispatch(sp, inflight, new, {}, max_wait_s=5.0)
             _collect(sp, inflight, new, timeout=sp.poll_s)
-            if t_gen is None and not inflight and sp.all_generated():
+            if t_gen is None and not inflight and ro.all_generated():
                 t_gen = time.perf_counter() - t0
-            sp.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
+            ro.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
         t_gen = time.perf_counter() - t0 if t_gen is None else t_gen
         # Stage times of the synchronous loop: the benchmark's ideal-overlap bound uses them.
         stats = {"time/rollout_s": t_gen, "time/reward_tail_s": time.perf_counter() - t0 - t_gen}
-        sp.finish_train(sp.start_train(sp.take_batch(), stats))
-    return sp.history
+        sp.finish_train(sp.start_train(ro.take_batch(sp.step), stats))
+    return sp.recorder.history
 
 
 def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
     """Asynchronous training with bounded staleness (see module docstring)."""
     import concurrent.futures as cf
 
+    ro = sp.rollout
     inflight: dict = {}
     new: dict = {}
     aborts: dict = {}
     train = None  # the Future of the step in progress
     while sp.step < sp.total_steps:
-        for _ in range(sp.staleness.capacity(sp.worker_version)):
-            group, reqs = sp.new_group()
+        for _ in range(ro.staleness.capacity(ro.worker_version)):
+            group, reqs = ro.new_group()
             new.setdefault(group.worker, []).extend(reqs)
         _dispatch(sp, inflight, new, aborts, max_wait_s)
         _collect(sp, inflight, new, sp.poll_s, aborts)
         if sp.lease_signal is not None:  # the trainer may borrow idle rollout cores
-            sp.lease_signal.update(sp.rollout.all_generated())
-        sp.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
+            sp.lease_signal.update(ro.all_generated())
+        ro.poll_rewards(wait_s=0.0 if inflight else sp.poll_s)
         if train is not None and not inflight:  # nothing to collect: wait on the step a bit
             cf.wait([train], timeout=sp.poll_s)
         if train is not None and train.done():
             sp.finish_train(train)
             train = None
-            for w, ids in sp.abort_stale().items():
+            for w, ids in ro.abort_stale(sp.step).items():
                 aborts.setdefault(w, []).extend(ids)
         if train is None and sp.step < sp.total_steps:
-            groups = sp.take_batch()
+            groups = ro.take_batch(sp.step)
             if groups is not None:
                 train = sp.start_train(groups)
     _settle(sp, inflight)
-    return sp.history
+    return sp.recorder.history

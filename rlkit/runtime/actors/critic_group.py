@@ -1,10 +1,11 @@
 """The critic group: Ray actors forming one DeepSpeed group that holds M value models.
 
-PPO uses M = 1 (every critic sees every sample); AsyPPO's mini-critics use M > 1, each group's
-G responses split into M disjoint subsets (sample j of a group -> critic j mod M).  The
+PPO uses M = 1 (the critic sees every sample); with M > 1 the estimator declares how a step's
+samples are shared among the critics (`critic_split`, rlkit.algos.declared; by default sample j
+of a group -> critic j mod M, disjoint).  The
 controller asks for values before a step (GAE on the mean value V̄ = mean_m V_m) and trains the
 critics on the returns while the policy trains: `train_async` returns Ray refs at once and the
-dispatch waits for them together with the policy step (rlkit.runtime.trainer_dispatch).
+dispatch waits for them together with the policy step (rlkit.runtime.controller.trainer_dispatch).
 
 Placement (`critic.placement`): `separate` ranks reserve `critic.rank_cpus` CPUs each, wherever
 Ray finds room (their own DeepSpeed group, their own share of the cluster); `colocated` ranks
@@ -17,7 +18,7 @@ process groups.
 from __future__ import annotations
 
 from rlkit.engines.train_batch import TrainSample, split_even
-from rlkit.runtime.rank_group import RankActor, start_rank_group, stop_rank_group
+from rlkit.runtime.placement.rank_group import RankActor, start_rank_group, stop_rank_group
 
 
 class CriticRank(RankActor):
@@ -77,20 +78,6 @@ def actor_nodes(actors: list) -> list[str]:
     return [by_ip[ip] for ip in ips]
 
 
-def critic_subsets(group_sizes: list[int], num_critics: int) -> list[list[int]]:
-    """Indices (into the flat batch) each critic trains on: sample j of a group -> j mod M.
-
-    The subsets are disjoint and cover the batch; each critic gets an even share of every
-    group (AsyPPO: each mini-critic sees every prompt, never a response another critic sees)."""
-    subsets: list[list[int]] = [[] for _ in range(num_critics)]
-    start = 0
-    for size in group_sizes:
-        for j in range(size):
-            subsets[j % num_critics].append(start + j)
-        start += size
-    return subsets
-
-
 class CriticGroup:
     def __init__(
         self,
@@ -105,10 +92,11 @@ class CriticGroup:
     ):
         """`cfg` is the whole RecipeConfig, handed to every rank as is; `nodes` (Ray node ids,
         one per rank, cycled) pins the ranks: colocated placement; `num_gpus`: each separate
-        rank's GPUs on a GPU cluster (rlkit.runtime.gpu_placement)."""
-        from rlkit.config.schema import critic_count
+        rank's GPUs on a GPU cluster (rlkit.runtime.placement.gpus)."""
+        from rlkit.algos.declared import critic_count, critic_split
 
         self.world, self.num_critics = world, critic_count(cfg)
+        self.split = critic_split(cfg)  # the estimator's: each critic's share of a step
         if nodes:
             self.ranks, self._setup = start_pinned_group(
                 CriticRank, world, rank_cpus, env, nodes, model_path, cfg
@@ -134,7 +122,7 @@ class CriticGroup:
 
     def train_async(self, samples, returns, old_values, group_sizes: list[int]) -> list:
         """Start one step of every critic on its subset; ObjectRefs of per-rank metrics."""
-        subsets = critic_subsets(group_sizes, self.num_critics)
+        subsets = self.split(group_sizes, self.num_critics)
         norms = [
             {
                 "num_tokens": float(sum(len(samples[i].response_ids) for i in sub)),

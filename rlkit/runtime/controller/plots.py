@@ -1,5 +1,6 @@
 """`runs/<name>/curves.png`: reward, response length, staleness and step time per step, written
-at the end of a run (also `python -m rlkit.runtime.plots RUN_DIR` on a run in progress)."""
+at the end of a run (also `python -m rlkit.runtime.controller.plots RUN_DIR` on a run in
+progress)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def plot_run(run_dir: str | Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from rlkit.runtime.metrics_logger import read_metrics
+    from rlkit.runtime.controller.metrics_logger import read_metrics
 
     rows = read_metrics(run_dir)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3))

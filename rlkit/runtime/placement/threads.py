@@ -16,14 +16,16 @@ On CPU a placement is a thread-count policy (docs/placement.md):
 
 `cores` is `ray.num_cpus` for the embedded cluster (the CPUs the run owns), else the CPUs this
 process may run on.  An asynchronous disaggregated trainer borrows the rollout workers' cores
-while they idle (rlkit.runtime.core_lease).  On a cluster with GPUs the same key decides the GPU
-requests: whole GPUs per actor, or the hybrid engine of verl / OpenRLHF / TRL (trainer rank i
-and vLLM worker i sharing GPU i, taking turns; rlkit.runtime.gpu_placement and .hybrid).
+while they idle (rlkit.runtime.placement.core_lease).  On a cluster with GPUs the same key
+decides the GPU requests: whole GPUs per actor, or the hybrid engine of verl / OpenRLHF / TRL
+(trainer rank i and vLLM worker i sharing GPU i, taking turns; rlkit.runtime.placement.gpus and
+.hybrid).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -55,11 +57,30 @@ def trainer_threads(cfg: Any, world: int) -> int:
     return max(1, int(cfg.trainer.rank_cpus))
 
 
+def lends_cores(cfg: Any) -> bool:
+    """Whether the recipe's trainer borrows the rollout workers' cores while they idle
+    (rlkit.runtime.placement.core_lease): an asynchronous, disaggregated run on the embedded
+    CPU cluster, and only when a rank would get more threads that way (not, e.g., two ranks on
+    2 cores)."""
+    world = max(1, cfg.trainer.world_size)
+    return (
+        cfg.async_.mode != "sync"
+        and resolve(cfg) == "disaggregated"
+        and not cfg.ray.address
+        and run_cores(cfg) // world > trainer_threads(cfg, world)
+        and not _has_cuda()
+    )
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def trainer_idle_threads(cfg: Any, world: int) -> int:
     """Threads of one trainer rank while the rollout workers idle: every core's share when it
-    borrows their cores (rlkit.runtime.core_lease), else `trainer_threads`."""
-    from rlkit.runtime.core_lease import lends_cores
-
+    borrows their cores (`lends_cores`), else `trainer_threads`."""
     if lends_cores(cfg):
         return max(1, run_cores(cfg) // max(1, world))
     return trainer_threads(cfg, world)
@@ -73,3 +94,16 @@ def vllm_cpu_binding(threads: int, worker_index: int = 0) -> str:
         cpus = list(range(os.cpu_count() or 1))
     start = worker_index * threads
     return ",".join(str(cpus[(start + k) % len(cpus)]) for k in range(min(threads, len(cpus))))
+
+
+@dataclass(frozen=True)
+class RankThreads:
+    """Torch threads of one trainer rank: while it trains, and while the rollout workers idle
+    (more only when it borrows their cores, rlkit.runtime.placement.core_lease)."""
+
+    threads: int
+    idle_threads: int
+
+
+def trainer_rank_threads(cfg: Any, world: int) -> RankThreads:
+    return RankThreads(trainer_threads(cfg, world), trainer_idle_threads(cfg, world))

@@ -1,4 +1,4 @@
-"""The controller: the four jobs of a run, composed, for the two loops in rlkit.runtime.loops.
+"""The controller: the jobs of a run, composed, for the two loops in rlkit.runtime.controller.loops.
 
     rollout scheduling    RolloutScheduler  (admission, finished requests, rewards, aborts)
     credit + training     TrainerDispatch   (credit pipeline and trainer step, off-thread)
@@ -18,16 +18,19 @@ from concurrent.futures import Future
 from typing import Any
 
 from rlkit.config import RecipeConfig
-from rlkit.runtime.groups import Group, Prompt
-from rlkit.runtime.resume import run_state
-from rlkit.runtime.rollout_scheduler import RolloutScheduler
-from rlkit.runtime.step_recorder import StepRecorder
-from rlkit.runtime.trainer_dispatch import TrainerDispatch
-from rlkit.runtime.weight_publisher import WeightPublisher
-from rlkit.runtime.worker_restarts import WorkerRestarts
+from rlkit.runtime.controller.groups import Group, Prompt
+from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
+from rlkit.runtime.controller.step_recorder import StepRecorder
+from rlkit.runtime.controller.trainer_dispatch import TrainerDispatch
+from rlkit.runtime.controller.weight_publisher import WeightPublisher
+from rlkit.runtime.controller.worker_restarts import WorkerRestarts
 
 
 class Spine:
+    """The components of the controller, built from the recipe and the run's actors.  The loops
+    call the components directly (`sp.rollout.new_group()`, `sp.recorder.history`); what is
+    here composes several of them."""
+
     def __init__(
         self,
         cfg: RecipeConfig,
@@ -42,13 +45,21 @@ class Spine:
         critic: Any = None,
         checkpoint_dir: str | None = None,
         model_path: str | None = None,
+        evaluator: dict | None = None,
+        switch: Any = None,
+        lease_signal: Any = None,
     ):
+        """`reference` / `critic`: what the credit stages call; `evaluator`: the in-training
+        eval actor (rlkit.runtime.run.start_evaluator); `switch`: the GPU hybrid engine's
+        HybridSwitch; `lease_signal`: a LeaseSignal when the trainer borrows idle rollout
+        cores (rlkit.runtime.placement.core_lease)."""
         from rlkit.credit import Services, build_pipeline
         from rlkit.credit.filters import group_filter
         from rlkit.runtime.strategies import make_strategy
 
         r = cfg.rollout
         self.cfg, self.workers, self.trainer, self.rewards = cfg, workers, trainer, rewards
+        self.critic, self.lease_signal = critic, lease_signal
         self.total_steps, self.poll_s = cfg.trainer.total_steps, cfg.async_.poll_s
         self.groups_per_step = r.prompts_per_step
         strategy = make_strategy(r.strategy, sampling_config(cfg, eos_id), cfg.seed, r.strategy_kw)
@@ -63,64 +74,30 @@ class Spine:
             accept=group_filter(cfg),
         )
         services = Services(reference, critic, WorkerProbe(workers), model_path=model_path)
-        self.dispatch = TrainerDispatch(build_pipeline(cfg, services), trainer)
+        self.dispatch = TrainerDispatch(build_pipeline(cfg, services), trainer, switch)
         self.publisher = WeightPublisher(trainer, workers, cfg.trainer.weight_sync)
         self.restarts = WorkerRestarts(
             workers, self.publisher, lambda: start_worker(cfg, model_path), r.max_worker_restarts
         )
-        self.recorder = StepRecorder(cfg, trainer, logger, checkpoint_dir)
-        self.lease_signal = None  # rlkit.runtime.core_lease.LeaseSignal when cores are lent
-        self.recorder.critic = critic
-        self.recorder.run_state = lambda: run_state(self)
+        self.recorder = StepRecorder(
+            cfg,
+            trainer,
+            logger,
+            checkpoint_dir,
+            critic=critic,
+            evaluator=evaluator,
+            run_state=self.state_dict,
+        )
         self.step = 0
         self._accounting_warned = False
 
-    # ---- the loops' view of rollout scheduling ----
-    @property
-    def running(self) -> dict[int, Group]:
-        return self.rollout.running
-
-    @property
-    def buffer(self):
-        return self.rollout.buffer
-
-    @property
-    def staleness(self):
-        return self.rollout.staleness
-
-    @property
-    def worker_version(self) -> int:
-        return self.rollout.worker_version
-
-    @property
-    def history(self) -> list[dict]:
-        return self.recorder.history
-
-    def new_group(self) -> tuple[Group, list]:
-        return self.rollout.new_group()
-
-    def on_finished(self, finished: list) -> dict[int, list]:
-        return self.rollout.on_finished(finished)
-
-    def poll_rewards(self, wait_s: float = 0.0) -> int:
-        return self.rollout.poll_rewards(wait_s)
-
-    def all_generated(self) -> bool:
-        return self.rollout.all_generated()
-
-    def abort_stale(self) -> dict[int, list[str]]:
-        return self.rollout.abort_stale(self.step)
-
     def replace_worker(self, index: int, error: BaseException) -> list:
         """Worker `index` died: start its replacement (current weights and version) and return
-        the requests of its groups to send there (rlkit.runtime.worker_restarts)."""
+        the requests of its groups to send there (rlkit.runtime.controller.worker_restarts)."""
         self.restarts.replace(index, error)
         return self.rollout.reissue(index)
 
     # ---- training ----
-    def take_batch(self) -> list[Group] | None:
-        return self.rollout.take_batch(self.step)
-
     def start_train(self, groups: list[Group], stats: dict | None = None) -> Future:
         """Credit + train step in the background; the loop goes on generating."""
         stale = [self.step - g.start_version for g in groups]
@@ -166,6 +143,20 @@ class Spine:
             )
         return ok
 
+    # ---- checkpoints (rlkit.runtime.resume) ----
+    def state_dict(self) -> dict:
+        """The controller's state after step `step` (JSON): each component's own."""
+        return {
+            "step": self.step,
+            "rollout": self.rollout.state_dict(),
+            "restarts": self.restarts.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.rollout.load_state_dict(state["rollout"])
+        self.restarts.load_state_dict(state["restarts"])
+
     def close(self) -> None:
         self.dispatch.close()
         self.restarts.close()
@@ -197,8 +188,7 @@ class WorkerProbe:
 
 def start_worker(cfg: RecipeConfig, model_path: str | None):
     """One new rollout worker like those the run started (a dead one's replacement)."""
-    from rlkit.runtime.cluster import start_rollout_workers
-    from rlkit.runtime.run import engine_settings
+    from rlkit.runtime.placement.cluster import engine_settings, start_rollout_workers
 
     r = cfg.rollout
     return start_rollout_workers(r.engine, model_path, 1, r.worker_cpus, engine_settings(cfg))[0]

@@ -12,13 +12,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from rlkit.runtime.trainer_group import merge_rank_metrics
+from rlkit.runtime.actors.trainer_group import merge_rank_metrics
 
 
 class TrainerDispatch:
-    def __init__(self, pipeline: Any, trainer: Any):
-        self.pipeline, self.trainer = pipeline, trainer
-        self.switch = None  # rlkit.runtime.hybrid.HybridSwitch on a GPU colocated run
+    def __init__(self, pipeline: Any, trainer: Any, switch: Any = None):
+        """`switch`: the HybridSwitch of a GPU colocated run (rlkit.runtime.placement.hybrid)."""
+        self.pipeline, self.trainer, self.switch = pipeline, trainer, switch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlkit-train")
 
     def submit(self, groups: list, stats: dict) -> Future:

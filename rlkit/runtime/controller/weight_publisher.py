@@ -5,7 +5,7 @@ steps.  GPU clusters: an NCCL broadcast from trainer rank 0 (`trainer.weight_syn
 
 The publisher keeps the ObjectRef of the last weights it sent (one model's bytes stay in the
 object store) so that a replacement rollout worker starts from the current policy
-(rlkit.runtime.worker_restarts).
+(rlkit.runtime.controller.worker_restarts).
 """
 
 from __future__ import annotations
