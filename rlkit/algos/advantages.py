@@ -7,6 +7,7 @@ sources are in each docstring and in docs/algorithms.md.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,7 +60,6 @@ def grpo_advantage(
     group_ids: GroupIds,
     epsilon: float = 1e-6,
     std_scale: str = "group",
-    **_: Any,
 ) -> Tensor:
     """GRPO: A_i = (R_i - mean_G R) / (std R + epsilon); groups of size 1 get 0.
 
@@ -80,7 +80,7 @@ def grpo_advantage(
 
 
 @register_advantage("dr_grpo")
-def dr_grpo_advantage(*, rewards: Tensor, group_ids: GroupIds, **_: Any) -> Tensor:
+def dr_grpo_advantage(*, rewards: Tensor, group_ids: GroupIds) -> Tensor:
     """Dr.GRPO (Liu et al. 2025): A_i = R_i - mean_G R (no std division). Use it with the
     ``seq-mean-token-sum-norm`` aggregation (sum over tokens / constant max_len)."""
     rewards = _check_rewards(rewards, group_ids)
@@ -89,7 +89,7 @@ def dr_grpo_advantage(*, rewards: Tensor, group_ids: GroupIds, **_: Any) -> Tens
 
 
 @register_advantage("rloo")
-def rloo_advantage(*, rewards: Tensor, group_ids: GroupIds, **_: Any) -> Tensor:
+def rloo_advantage(*, rewards: Tensor, group_ids: GroupIds) -> Tensor:
     """RLOO (Ahmadian et al. 2024): A_i = R_i - mean_{j != i} R_j = n/(n-1) (R_i - mean_G R).
 
     A group of size 1 has no leave-one-out baseline and gets 0.
@@ -108,7 +108,6 @@ def reinforce_pp_advantage(
     mask: Tensor | None = None,
     whiten_level: str | None = None,
     eps: float = 1e-8,
-    **_: Any,
 ) -> Tensor:
     """REINFORCE++ with group baseline (verl ``reinforce_plus_plus_baseline``):
     a_i = R_i - mean_G R, then batch whitening A = (a - mean_B a) / sqrt(var_B a + eps).
@@ -135,9 +134,7 @@ def reinforce_pp_advantage(
 
 
 @register_advantage("token_level")
-def token_level_advantage(
-    *, token_advantages: Tensor, mask: Tensor | None = None, **_: Any
-) -> Tensor:
+def token_level_advantage(*, token_advantages: Tensor, mask: Tensor | None = None) -> Tensor:
     """Pass-through of given token-level advantages [B, T] (e.g. process rewards), zeroed at
     masked positions."""
     if mask is None:
@@ -161,8 +158,19 @@ def compute_advantages(
     """Compute advantages with the registered ``estimator`` (see :data:`ADVANTAGES`).
 
     Outcome estimators (grpo, dr_grpo, rloo, reinforce_pp) return [B]; ``gae`` and
-    ``token_level`` return [B, T]. ``kw`` holds the estimator's knobs (an unknown knob is ignored
-    by outcome estimators, so one config dict can serve several).
+    ``token_level`` return [B, T]. The inputs reach the estimator only when it takes them (by
+    name or through ``**kw``); ``kw`` holds its knobs, and an unknown knob is a TypeError (a typo
+    in ``algo.advantage_kw`` is not swallowed; check_plugins reports it before a run starts).
     """
     fn = ADVANTAGES[estimator]
-    return fn(rewards=rewards, group_ids=group_ids, mask=mask, values=values, **kw)
+    inputs = {"rewards": rewards, "group_ids": group_ids, "mask": mask, "values": values}
+    return fn(**accepted(fn, inputs), **kw)
+
+
+def accepted(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``fn`` takes: by name, or all of them when it has ``**kw``."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return dict(kwargs)
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return {k: v for k, v in kwargs.items() if k in names}

@@ -8,8 +8,6 @@ masked loop in verl ``compute_gae_advantage_return``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -55,7 +53,6 @@ def gae_advantage(
     gamma: float = 1.0,
     lam: float = 0.95,
     whiten: bool = True,
-    **_: Any,
 ) -> Tensor:
     """GAE advantages [B, T]; ``whiten=True`` (default, as verl) whitens them over valid tokens.
 

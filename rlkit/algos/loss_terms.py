@@ -30,7 +30,7 @@ from rlkit.algos.aggregation import aggregate
 from rlkit.algos.entropy import entropy_from_logits
 from rlkit.algos.kl import kl_penalty
 from rlkit.algos.policy_losses import policy_loss
-from rlkit.algos.registry import LOSS_TERMS, TOKEN_HOOKS, register_loss_term
+from rlkit.algos.registry import LOSS_TERMS, POLICY_LOSSES, TOKEN_HOOKS, register_loss_term
 
 
 @dataclass
@@ -55,7 +55,7 @@ class LossContext:
         The trainer usually passes it in (`_entropy`, from the chunked log-prob pass); else it
         is computed here chunk by chunk over the sequence, never as a [B, L, V] softmax, which
         needs logits of every target position (the trainer's forward keeps only the
-        responses', rlkit.engines.train_batch.forward_logprobs)."""
+        responses', rlkit.engines.logprobs.forward_logprobs)."""
         if self._entropy is None or (
             with_grad and torch.is_grad_enabled() and not self._entropy.requires_grad
         ):
@@ -131,6 +131,10 @@ def policy_term(
         **ctx.norms,
         **loss_kw,
     )
+
+
+# Its **loss_kw knobs go to the policy loss it names (check_plugins checks them against it).
+policy_term.forwards_kw_to = lambda kw: POLICY_LOSSES[kw.get("loss", "ppo")]
 
 
 @register_loss_term("kl")

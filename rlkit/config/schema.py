@@ -113,7 +113,7 @@ class TrainerConfig:
     # micro-batches of `micro_batch_size` samples.  Loss and gradient do not change.
     micro_batch_tokens: int = 0
     # Padding-free packing: a micro-batch's sequences run as ONE row (position ids restart per
-    # sequence, attention block-diagonal; rlkit.engines.packing); the token budget then counts
+    # sequence, attention block-diagonal; rlkit.engines.micro_batches); the token budget then counts
     # real tokens.  Loss and gradient do not change.  Not with `algo.token_hook`.
     packing: bool = False
     mini_batches: int = 1  # optimizer steps per pass over a training step's samples
@@ -155,17 +155,20 @@ class AlgoConfig:
 @dataclass(frozen=True)
 class CriticConfig:
     """PPO's value model(s): a DeepSpeed group holding `num_critics` LMs with scalar heads.
-    Needed by the value estimators (`gae`, `asyppo`; VALUE_ESTIMATORS).
+    Needed by the value estimators (those that declare `needs_critic`: `gae`, `asyppo`;
+    rlkit.algos.declared, checked by rlkit.runtime.prepare.check_plugins).
 
     The critics' backbone is `model_path` (an HF folder sharing the actor's tokenizer), else
     `tiny` (a small Qwen2 built from this config with the actor's tokenizer, under the run
     dir: AsyPPO's mini-critics), else the policy's initial weights.  `num_critics: 0` = auto:
-    2 for `asyppo` (arXiv 2510.01656), 1 otherwise; critic m trains on sample j of every group
-    with j mod M = m.  `head_init_std`: std of the value head's normal init (0 = zero head, all
-    critics start at V = 0; > 0 gives each critic its own random head, so AsyPPO's σ is not 0
-    everywhere on the first step).  `placement`: `separate` = the critic ranks reserve
-    `rank_cpus` each (their own share of the cluster); `colocated` = they reserve no CPUs and
-    are pinned to the trainer ranks' nodes, sharing the trainer's CPUs/GPUs (docs/asyppo.md)."""
+    the estimator's `default_critics` (2 for `asyppo`, arXiv 2510.01656), else 1; the estimator's
+    `critic_split` shares a step's samples among them (by default critic m trains on sample j of
+    every group with j mod M = m).  `head_init_std`: std of the value head's normal init (0 =
+    zero head, all critics start at V = 0; > 0 gives each critic its own random head, so
+    AsyPPO's σ is not 0 everywhere on the first step).  `placement`: `separate` = the critic
+    ranks reserve `rank_cpus` each (their own share of the cluster); `colocated` = they reserve
+    no CPUs and are pinned to the trainer ranks' nodes, sharing the trainer's CPUs/GPUs
+    (docs/asyppo.md)."""
 
     enabled: bool = False
     num_critics: int = 0
@@ -181,16 +184,6 @@ class CriticConfig:
     gamma: float = 1.0
     lam: float = 0.95
     rank_cpus: float = 0.5
-
-
-# Advantage estimators that read critic values (they need `critic.enabled`).
-VALUE_ESTIMATORS = ("gae", "asyppo")
-
-
-def critic_count(cfg: RecipeConfig) -> int:
-    """M: `critic.num_critics`, or when 0 (auto) 2 for `asyppo` and 1 otherwise."""
-    n = cfg.critic.num_critics
-    return n if n else (2 if cfg.algo.advantage == "asyppo" else 1)
 
 
 @dataclass(frozen=True)
@@ -262,9 +255,9 @@ class RecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
-    # Who gets the machine's cores (rlkit.runtime.placement.threads; docs/placement.md): `colocated` =
-    # the busy stage (rollout while generating, trainer while training) uses every core's
-    # thread; `disaggregated` = each actor keeps the threads of the CPUs it reserves;
+    # Who gets the machine's cores (rlkit.runtime.placement.threads; docs/placement.md):
+    # `colocated` = the busy stage (rollout while generating, trainer while training) uses
+    # every core's thread; `disaggregated` = each actor keeps the threads of the CPUs it reserves;
     # `auto` = colocated for `async.mode: sync` (stages never overlap), else disaggregated.
     placement: Literal["auto", "colocated", "disaggregated"] = "auto"
     # `auto`: continue from this run's newest resumable checkpoint when there is one (cluster
@@ -333,29 +326,14 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
         errs.append(("data.path", "expected a dataset file or hub name when data.kind is 'file'"))
     if cfg.eval.every > 0 and not cfg.eval.data:
         errs.append(("eval.data", "expected a suite data file when eval.every > 0"))
-    if (cfg.algo.advantage in VALUE_ESTIMATORS) != cfg.critic.enabled:
+    # What an estimator needs (critics, their count) is declared by the estimator and checked
+    # against the recipe by rlkit.runtime.prepare.check_plugins: the schema knows no estimator.
+    if cfg.critic.num_critics < 0:
         errs.append(
-            (
-                "critic.enabled",
-                "the value advantages (gae, asyppo) and a critic go together: set "
-                "critic.enabled: true with algo.advantage: gae or asyppo (and only then)",
-            )
+            ("critic.num_critics", f"expected 0 (auto) or more, got {cfg.critic.num_critics}")
         )
-    m_critics = critic_count(cfg)
-    n_critic = cfg.samples_per_step // max(1, m_critics)
-    if cfg.critic.enabled and (
-        m_critics < 1
-        or (cfg.algo.advantage == "asyppo" and m_critics < 2)
-        or n_critic % cfg.critic.world_size
-        or cfg.rollout.samples_per_prompt % m_critics
-    ):
-        errs.append(
-            (
-                "critic.num_critics",
-                "expected >= 1 critics (>= 2 for asyppo) dividing samples_per_prompt, "
-                "each critic's share divisible by critic.world_size",
-            )
-        )
+    if cfg.critic.world_size < 1:
+        errs.append(("critic.world_size", f"expected >= 1, got {cfg.critic.world_size}"))
     if not cfg.reward.fns:
         errs.append(("reward.fns", "expected at least one reward function"))
     return errs

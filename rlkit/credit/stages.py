@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from rlkit.algos.advantages import compute_advantages
-from rlkit.algos.declared import token_inputs
+from rlkit.algos.advantages import accepted, compute_advantages
+from rlkit.algos.declared import estimator, token_inputs
 from rlkit.algos.gae import gae_returns
 from rlkit.algos.kl import kl_token_penalties
 from rlkit.algos.masked_ops import place_at_last_token
@@ -71,7 +71,8 @@ class Advantages:
         self.name, self.kw = cfg.algo.advantage, dict(cfg.algo.advantage_kw)
         self.token_inputs = token_inputs(cfg)
         if cfg.critic.enabled:  # value estimators discount like the critics' returns
-            self.kw = {"gamma": cfg.critic.gamma, "lam": cfg.critic.lam, **self.kw}
+            critic_kw = {"gamma": cfg.critic.gamma, "lam": cfg.critic.lam}
+            self.kw = {**accepted(estimator(cfg), critic_kw), **self.kw}
 
     def run(self, batch: CreditBatch, services: Services) -> None:
         rewards = batch.rewards

@@ -15,6 +15,7 @@ The masks reach the loss as the per-token streams `adv_mask` and `entropy_mask`
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -98,6 +99,7 @@ def asyppo_advantage(**kw: Any) -> Tensor:
 # What AsyPPO declares (read by the credit pipeline, check_plugins and the critic group; the
 # runtime never names the method): its mask stage, M >= 2 critics (2 when `critic.num_critics`
 # is 0), each trained on its own share of every group.
+asyppo_advantage.__signature__ = inspect.signature(gae_advantage)  # its inputs and knobs
 asyppo_advantage.credit_stages = ("asyppo_masks",)
 asyppo_advantage.needs_critic = True
 asyppo_advantage.min_critics = 2

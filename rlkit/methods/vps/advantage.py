@@ -132,6 +132,8 @@ def grpo_vps_advantage(
 
 # The credit stage that fills `beliefs` and `segment_ends` (rlkit.methods.vps.stage).
 grpo_vps_advantage.credit_stages = ("vps_probes",)
+# Its **grpo_kw knobs go to `grpo` (check_plugins checks algo.advantage_kw against both).
+grpo_vps_advantage.forwards_kw_to = lambda kw: grpo_advantage
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:

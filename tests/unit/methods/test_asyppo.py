@@ -112,15 +112,20 @@ def _cfg(**sections):
 
 
 def test_recipe_rules_default_two_critics():
+    """AsyPPO declares its needs; check_plugins holds a recipe to them before a run starts."""
     assert critic_count(_cfg(critic={"enabled": True})) == 2
     assert check_semantics(_cfg(critic={"enabled": True})) == []
-    with pytest.raises(ConfigError, match="critic.enabled"):
-        _cfg()
-    with pytest.raises(ConfigError, match="critic.num_critics.*>= 2 for asyppo"):
-        _cfg(critic={"enabled": True, "num_critics": 1})
+    check_plugins(_cfg(critic={"enabled": True}))
+    with pytest.raises(ConfigError, match=r"^critic.enabled: .*asyppo"):
+        check_plugins(_cfg())
+    with pytest.raises(ConfigError, match=r"^critic.num_critics: .*>= 2 for asyppo"):
+        check_plugins(_cfg(critic={"enabled": True, "num_critics": 1}))
     gae = config_from_dict({"model": {"kind": "tiny"}, "algo": {"advantage": "gae"},
                             "critic": {"enabled": True}})  # fmt: skip
     assert critic_count(gae) == 1
+    check_plugins(gae)
+    with pytest.raises(ConfigError, match=r"^critic.enabled: "):  # grpo reads no critic values
+        check_plugins(config_from_dict({"model": {"kind": "tiny"}, "critic": {"enabled": True}}))
 
 
 def test_shards_are_disjoint_cover_the_batch_and_split_every_group():
