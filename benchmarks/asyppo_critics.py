@@ -56,11 +56,12 @@ def measure_one(kind: str) -> dict:
 
     import torch
 
+    from rlkit.algos.critic import disjoint_shares
     from rlkit.data.smollm2 import smollm2_folder
     from rlkit.engines.critic_engine import DeepSpeedCritics
     from rlkit.engines.dist_env import free_port
     from rlkit.engines.train_batch import TrainSample
-    from rlkit.runtime.actors.critic_group import critic_model_path, critic_subsets
+    from rlkit.runtime.actors.critic_group import critic_model_path
 
     def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -82,7 +83,7 @@ def measure_one(kind: str) -> dict:
         )
         for _ in range(n)
     ]
-    subsets = critic_subsets([G] * PROMPTS, critics.plan.num_critics)
+    subsets = disjoint_shares([G] * PROMPTS, critics.plan.num_critics)  # AsyPPO's critic_split
     norms = [{"num_tokens": float(len(s) * RESP_LEN), "num_seqs": float(len(s))} for s in subsets]
     times = []
     for step in range(TIMED + 1):  # step 0 warms up

@@ -127,8 +127,7 @@ def naive_signals(maps, start: int, window=10, lo=10, hi=100, frac=0.3):
 def step_naive(model, batch: dict, layers: list[int], strategy: str = "coupled") -> None:
     import torch
 
-    from rlkit.algos import attention_gammas
-    from rlkit.algos.attention_hook import input_frame
+    from rlkit.methods.attention_credit import attention_gammas, input_frame
 
     out = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -149,9 +148,8 @@ def run_step_bench(lengths: list[int], reps: int) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlkit.algos.attention_credit import default_layers
-    from rlkit.algos.attention_hook import attention_credit
     from rlkit.data.smollm2 import smollm2_folder
+    from rlkit.methods.attention_credit import attention_credit, default_layers
 
     path = smollm2_folder()
     load = dict(dtype=torch.float32)

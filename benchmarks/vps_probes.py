@@ -56,13 +56,13 @@ def make_batch(tok, seed: int = 0) -> dict:
 
 
 def segments(tok, batch: dict) -> list[list[int]]:
-    from rlkit.algos.vps import segment_boundaries
+    from rlkit.methods.vps import segment_boundaries
 
     return [segment_boundaries(r, tok, min_tokens=8, max_segments=K) for r in batch["responses"]]
 
 
 def hf_beliefs(model, batch, ends, suffix, method):
-    from rlkit.algos.vps import answer_beliefs
+    from rlkit.methods.vps import answer_beliefs
 
     return [
         answer_beliefs(model, batch["prompt"], r, [0, *e], suffix, batch["answer"], method)
@@ -71,7 +71,7 @@ def hf_beliefs(model, batch, ends, suffix, method):
 
 
 def engine_beliefs(worker, batch, ends, suffix, cached: bool):
-    from rlkit.algos.vps import belief_from_logprobs, build_probes
+    from rlkit.methods.vps import belief_from_logprobs, build_probes
 
     probes = [
         build_probes(batch["prompt"], r, [0, *e], suffix, batch["answer"])
