@@ -11,8 +11,8 @@ waits:
 - the controller of the async loop tells a `CoreLease` actor whether any request is still being
   generated (`LeaseSignal.update`, one message per change);
 - a trainer rank asks it before each forward and each backward (one local actor call, ~1 ms)
-  and sets its torch threads to `TrainerPlan.idle_threads` (every core's share, as colocated)
-  or `TrainerPlan.threads` (its reserved CPUs);
+  and sets its torch threads to `RankThreads.idle_threads` (every core's share, as colocated)
+  or `RankThreads.threads` (its reserved CPUs; rlkit.runtime.placement.threads);
 - the rank logs `perf/train_borrowed_frac`, the fraction of passes that ran on borrowed cores.
 
 Used when the placement resolves to `disaggregated`, the loop is asynchronous and the trainer
