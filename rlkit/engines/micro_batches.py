@@ -208,11 +208,6 @@ class Packed:
     position_ids: torch.Tensor
     seq_lens: tuple[int, ...]
 
-    @property
-    def cu_seqlens(self) -> torch.Tensor:
-        """Cumulative lengths [b + 1] (int32), the varlen kernels' sequence boundaries."""
-        return torch.tensor([0, *self.seq_lens], dtype=torch.int32).cumsum(0, dtype=torch.int32)
-
 
 def pack_rows(rows: Sequence[Sequence[int]]) -> Packed:
     """Concatenate token rows into one [1, N] row with per-row restarting position ids."""

@@ -17,8 +17,16 @@ from rlkit.engines.train_batch import TrainSample, chunks, response_values
 
 class ReferencePolicy:
     def __init__(
-        self, model_path: str, *, device: str, dtype: str, micro_batch: int, packing: bool
+        self,
+        model_path: str,
+        *,
+        device: str,
+        dtype: str,
+        micro_batch: int,
+        packing: bool,
+        threads: int = 0,
     ):
+        """`threads`: torch threads of the CPU pass (0: leave the process's setting)."""
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -26,12 +34,14 @@ class ReferencePolicy:
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
         self.model: Any = model.to(device).eval().requires_grad_(False)
         self.pad_id = model.config.pad_token_id or 0
-        self.micro_batch, self.packing = max(1, micro_batch), packing
+        self.micro_batch, self.packing, self.threads = max(1, micro_batch), packing, threads
 
     def logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
         """log π_ref of every response token of every sample (float32 lists)."""
         import torch
 
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         out: list[list[float]] = []
         with torch.no_grad():
             for part in chunks(samples, self.micro_batch):

@@ -54,6 +54,7 @@ class TrainerRank(RankActor):
                 dtype=reference.dtype,
                 micro_batch=reference.micro_batch,
                 packing=reference.packing,
+                threads=reference.threads,
             )
 
     def train_step(

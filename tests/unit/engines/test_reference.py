@@ -54,12 +54,19 @@ def test_micro_batched_reference_logprobs_equal_the_whole_batch(model_dir, micro
     assert any(v < -0.1 for row in got for v in row)  # real log-probs, not zeros
 
 
-def test_the_reference_is_frozen_and_in_the_recipes_dtype(model_dir):
-    ref = ReferencePolicy(model_dir, device="cpu", dtype="bfloat16", micro_batch=2, packing=False)
+def test_the_reference_is_frozen_in_the_recipes_dtype_on_the_ranks_threads(model_dir):
+    ref = ReferencePolicy(model_dir, device="cpu", dtype="bfloat16", micro_batch=2,
+                          packing=False, threads=1)  # fmt: skip
     params = list(ref.model.parameters())
     assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in params)
     assert not ref.model.training
-    out = ref.logprobs(_samples()[:2])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = ref.logprobs(_samples()[:2])
+        assert torch.get_num_threads() == 1  # the trainer rank's thread count
+    finally:
+        torch.set_num_threads(before)
     assert all(isinstance(v, float) for row in out for v in row)
 
 
