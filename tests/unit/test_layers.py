@@ -20,6 +20,7 @@ LAYERS = {
     "rlkit.algos": 1,
     "rlkit.analysis": 1,
     "rlkit.data": 1,
+    "rlkit.sandbox": 1,
     "rlkit.engines": 2,
     "rlkit.rewards": 2,
     "rlkit.credit": 3,

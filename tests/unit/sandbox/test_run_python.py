@@ -1,0 +1,96 @@
+"""`run_python`'s contract: python -c semantics, results, and one clear error without bubblewrap."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from rlkit.sandbox import MAX_CODE_BYTES, SandboxUnavailable, run_python
+from rlkit.sandbox import host as host_mod
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_runs_like_python_dash_c_with_stdin():
+    code = "import sys\nprint(sys.argv, __name__)\nprint(sys.stdin.read().upper(), end='')\n"
+    r = run_python(code, stdin="abc\ndef\n")
+    assert (r.stdout, r.stderr, r.exit_code, r.timed_out) == (
+        "['-c'] __main__\nABC\nDEF\n",
+        "",
+        0,
+        False,
+    )
+    assert r.ok
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_exit_codes_tracebacks_and_signals():
+    err = run_python("x = 1\n1 / 0\n")
+    assert err.exit_code == 1 and err.stderr.endswith("ZeroDivisionError: division by zero\n")
+    assert 'File "<string>", line 2' in err.stderr and not err.ok
+    assert run_python("import os\nos._exit(7)").exit_code == 7
+    killed = run_python("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    assert killed.exit_code == 128 + 9 and not killed.timed_out
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_standard_library_only():
+    r = run_python("import json, itertools\nimport rlkit\n")
+    assert r.exit_code == 1 and "ModuleNotFoundError: No module named 'rlkit'" in r.stderr
+
+
+def test_rejects_oversized_code_and_bad_limits():
+    with pytest.raises(ValueError, match="longer than"):
+        run_python("#" * (MAX_CODE_BYTES + 1))
+    with pytest.raises(ValueError, match="timeout_s > 0"):
+        run_python("pass", timeout_s=0)
+
+
+@pytest.fixture
+def fresh_host(monkeypatch):
+    """Forget the process's checked host so the next call resolves and probes again."""
+    monkeypatch.setattr(host_mod, "_HOST", None)
+    monkeypatch.setattr(host_mod, "_ERROR", None)
+
+
+FAKE_BWRAP = """#!/bin/sh
+if [ "$1" = "--help" ]; then
+  echo "--size --perms --disable-userns --die-with-parent --new-session"; exit 0
+fi
+echo "bwrap: setting up uid map: Permission denied" >&2
+exit 1
+"""
+
+
+@pytest.mark.usefixtures("fresh_host")
+def test_a_bwrap_that_cannot_start_is_one_clear_error_every_time(monkeypatch):
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)  # the sandbox may start bwrap as another user
+        fake = Path(d) / "bwrap"
+        fake.write_text(FAKE_BWRAP)
+        fake.chmod(fake.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        monkeypatch.setenv("RLKIT_BWRAP", str(fake))
+        with pytest.raises(SandboxUnavailable, match="uid map: Permission denied") as first:
+            run_python("print('never unsandboxed')")
+        fake.unlink()  # the verdict is kept: no second probe, no fallback
+        with pytest.raises(SandboxUnavailable) as second:
+            run_python("print('never unsandboxed')")
+    assert str(second.value) == str(first.value)
+    assert "cannot start a sandbox here" in str(first.value)
+
+
+@pytest.mark.usefixtures("fresh_host")
+def test_missing_or_old_bwrap_and_other_platforms(monkeypatch, tmp_path):
+    old = tmp_path / "bwrap"
+    old.write_text("#!/bin/sh\necho usage: bwrap --bind\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("RLKIT_BWRAP", str(old))
+    with pytest.raises(SandboxUnavailable, match="too old"):
+        host_mod.resolve_host()
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(SandboxUnavailable, match="needs Linux"):
+        run_python("pass")
