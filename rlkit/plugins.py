@@ -31,6 +31,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rlkit.rewards.builtin.math",
     "rlkit.rewards.builtin.format",
     "rlkit.rewards.builtin.length",
+    "rlkit.rewards.builtin.code",
     "rlkit.credit.stages",
     "rlkit.runtime.strategies",
     "rlkit.methods.rere.strategy",
