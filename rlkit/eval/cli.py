@@ -2,6 +2,7 @@
 
     rlkit eval --suite gsm8k --model CKPT_DIR --data gsm8k_test.jsonl --out runs/eval/gsm8k
     rlkit eval --suite rec --predictions preds.jsonl --data test.csv --items items.txt --out OUT
+    rlkit eval --suite humaneval --predictions completions.jsonl --out OUT
 
 Writes OUT/results.json ({"suite", "model", "settings", "metrics"}), OUT/samples.jsonl (one
 graded sample per line) and OUT/report.md with PNG plots. Everything is written into a temporary
@@ -31,14 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="HF checkpoint folder to generate with")
     src.add_argument("--predictions", help="JSONL of given completions/rankings to score")
-    p.add_argument("--data", help="local data file (ml-100k: directory); math default: the hub")
+    p.add_argument(
+        "--data",
+        help="local data file (ml-100k: directory); default: math the hub, humaneval the package's",
+    )
     p.add_argument("--items", help="catalogue file, lines 'sid<TAB>title<TAB>id' (rec)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
     p.add_argument("--n", type=int, default=1, help="samples per problem when temperature > 0")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=None, help="default: math 1024, rec 64")
+    p.add_argument(
+        "--max-tokens", type=int, default=None, help="default: math 1024, rec 64, humaneval 512"
+    )
     p.add_argument("--num-beams", type=int, default=20)
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
     p.add_argument("--seed", type=int, default=0)
@@ -133,6 +139,8 @@ def _write_outputs(result: Any, a: argparse.Namespace, settings: EvalSettings, t
     extra = {"engine": a.engine if a.model else None, "data": a.data, "items": a.items}
     if result.kind == "math":
         extra["grader"] = grader_name()
+    elif result.kind == "code":
+        extra["grader"] = "rlkit.sandbox (bubblewrap), tests must run to their end"
     results = {
         "suite": a.suite,
         "model": a.model or f"predictions:{a.predictions}",
@@ -143,7 +151,8 @@ def _write_outputs(result: Any, a: argparse.Namespace, settings: EvalSettings, t
     with (tmp / "samples.jsonl").open("w", encoding="utf-8") as f:
         for s in result.samples:
             f.write(json.dumps(s, ensure_ascii=False) + "\n")
-    write_report(results, result.kind, result.samples, tmp)
+    # code samples have the math shape (completions, lengths): the same report
+    write_report(results, "rec" if result.kind == "rec" else "math", result.samples, tmp)
     return results
 
 

@@ -53,6 +53,10 @@ def load_suite_data(
         return data, catalogue
     if spec.kind == "math":
         return load_math_rows(spec, data), catalogue
+    if spec.kind == "code":
+        from rlkit.eval.humaneval import load_humaneval_rows
+
+        return load_humaneval_rows(data), catalogue
     if data is None:
         raise EvalInputError(f"suite {spec.name!r} needs --data")
     if spec.name == "ml-100k":
@@ -99,7 +103,9 @@ def evaluate_suite(
     preds = None
     if predictions is not None:
         keep = {r["id"] for r in rows}
-        loaded = load_predictions(predictions, spec.kind, all_ids)
+        # code predictions are completion rows, as math ones are
+        kind = "rec" if spec.kind == "rec" else "math"
+        loaded = load_predictions(predictions, kind, all_ids)
         preds = {k: v for k, v in loaded.items() if k in keep}
     elif engine is None or tokenizer is None:
         raise ValueError("evaluate_suite needs engine and tokenizer, or predictions")
@@ -107,6 +113,12 @@ def evaluate_suite(
         from rlkit.eval.math_eval import evaluate_math
 
         metrics, samples = evaluate_math(
+            rows, cfg, engine=engine, tokenizer=tokenizer, predictions=preds
+        )
+    elif spec.kind == "code":
+        from rlkit.eval.humaneval import evaluate_humaneval
+
+        metrics, samples = evaluate_humaneval(
             rows, cfg, engine=engine, tokenizer=tokenizer, predictions=preds
         )
     else:

