@@ -230,6 +230,9 @@ class LoggingConfig:
     runs_dir: str = "runs"
     tensorboard: bool = True
     console: bool = True
+    # Experiment trackers fed the config, every metric and the curves (rlkit.runtime.controller
+    # .trackers): `wandb`, `mlflow` (extras `rlkit[trackers]`); `tensorboard` = tensorboard: true.
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

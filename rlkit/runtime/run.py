@@ -240,15 +240,21 @@ def start_ray(cfg: RecipeConfig) -> None:
 
 
 def make_logger(cfg: RecipeConfig, run_dir: Path, purge_step: int | None = None):
+    from rlkit.config import to_dict
     from rlkit.runtime.controller.metrics_logger import MetricsLogger
+    from rlkit.runtime.controller.trackers import start_trackers
 
     lg = cfg.logging
+    trackers = start_trackers(
+        lg.trackers, run_dir, Path(lg.runs_dir), to_dict(cfg), resumed=purge_step is not None
+    )
     return MetricsLogger(
         run_dir,
-        tensorboard=lg.tensorboard,
+        tensorboard=lg.tensorboard or "tensorboard" in lg.trackers,
         console=lg.console,
         total_steps=cfg.trainer.total_steps,
         purge_step=purge_step,
+        trackers=trackers,
     )
 
 

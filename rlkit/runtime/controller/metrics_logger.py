@@ -7,7 +7,10 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rlkit.runtime.controller.trackers import TrackerSet
 
 
 def _jsonable(v: Any) -> Any:
@@ -28,9 +31,11 @@ class MetricsLogger:
         total_steps: int | None = None,
         stream: TextIO = sys.stdout,
         purge_step: int | None = None,
+        trackers: TrackerSet | None = None,
     ):
         """`purge_step`: a resumed run's first step; TensorBoard drops events logged at or
-        after it by the interrupted run, so every step appears once."""
+        after it by the interrupted run, so every step appears once.  `trackers`: W&B/MLflow
+        (rlkit.runtime.controller.trackers), fed every record and closed with the logger."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._file = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
@@ -43,6 +48,7 @@ class MetricsLogger:
             except ImportError:  # tensorboard not installed: the jsonl still has everything
                 self._tb = None
         self._console = console
+        self._trackers = trackers
         self._total = total_steps
         self._stream = stream
 
@@ -53,6 +59,8 @@ class MetricsLogger:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
                     self._tb.add_scalar(k, v, step)
+        if self._trackers is not None:
+            self._trackers.log(metrics)
         if self._console:
             total = f"/{self._total}" if self._total else ""
             self._stream.write(
@@ -72,6 +80,8 @@ class MetricsLogger:
             for k, v in result.items():
                 if k != "step":
                     self._tb.add_scalar(k, v, int(result["step"]))
+        if self._trackers is not None:
+            self._trackers.log(result)
         if self._console:
             shown = "  ".join(
                 f"{k.split('/')[-1]} {v:.3f}" for k, v in result.items() if k != "step"
@@ -82,6 +92,8 @@ class MetricsLogger:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+        if self._trackers is not None:
+            self._trackers.close()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -261,6 +261,8 @@ ALT: dict[str, tuple] = {
     "logging.runs_dir": ("logger", "RUNS2", {}),
     "logging.tensorboard": ("logger", False, {}),
     "logging.console": ("logger_console", False, {}),
+    # listing tensorboard starts the logger's writer even with logging.tensorboard: false
+    "logging.trackers": ("logger_tb", ["tensorboard"], {"logging.tensorboard": False}),
     "ray.address": ("ray", "127.0.0.1:6379", {}),
     "ray.num_cpus": ("ray", 3.0, {}),
     "ray.object_store_mb": ("ray", 500, {}),
@@ -371,6 +373,7 @@ def test_changing_a_key_changes_what_its_consumer_builds(key, tmp_path, monkeypa
             "prompts": lambda: prompts(cfg, tiny_tok),
             "logger": lambda: logger(cfg, tmp_path),
             "logger_console": lambda: run.make_logger(cfg, tmp_path / "log")._console,
+            "logger_tb": lambda: run.make_logger(cfg, tmp_path / "log")._tb is not None,
             "run_loop": lambda: run.loop_for(cfg).__name__,
             "ray": lambda: ray_init(cfg, monkeypatch),
             "critic": lambda: critic(cfg, monkeypatch, tiny_tok),
