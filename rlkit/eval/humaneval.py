@@ -129,9 +129,13 @@ def generate_samples(
 
 
 def grade_samples(
-    rows: Sequence[dict[str, Any]], samples: list[dict[str, Any]], timeout_s: float = TIMEOUT_S
+    rows: Sequence[dict[str, Any]], samples: list[dict[str, Any]], timeout_s: float | None = None
 ) -> None:
-    """Add `correct` and `result` (why not: `timed out`, `exit 1: AssertionError`, ...)."""
+    """Add `correct` and `result` (why not: `timed out`, `exit 1: AssertionError`, ...).
+
+    `timeout_s` per sample, default `TIMEOUT_S`.
+    """
+    limit = TIMEOUT_S if timeout_s is None else timeout_s
     by_id = {r["id"]: r for r in rows}
 
     def grade(sample: dict[str, Any]) -> None:
@@ -143,7 +147,7 @@ def grade_samples(
             row["prompt"] + sample["completion"],
             row["test"],
             entry_point=row["entry_point"],
-            timeout_s=timeout_s,
+            timeout_s=limit,
         )
         sample["correct"], sample["result"] = outcome.passed, outcome.reason
 
