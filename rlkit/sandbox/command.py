@@ -52,6 +52,9 @@ def clean_env(host: Host) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONIOENCODING": "utf-8",
+        # glibc reserves 64 MiB of address space per malloc arena (one per thread): without
+        # this a few threads exhaust RLIMIT_AS before they allocate anything
+        "MALLOC_ARENA_MAX": "2",
     }
 
 

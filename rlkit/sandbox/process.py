@@ -1,6 +1,7 @@
 """Running the bubblewrap command: capped output, a wall-clock deadline, nothing left behind.
 
-The deadline kills the sandbox's PID 1 (bwrap's reaper, host pid from `--info-fd`): when a PID
+The deadline kills the sandbox's PID 1 (bwrap's reaper; bwrap reports its host pid on
+`--info-fd` at start, and a pidfd taken then makes the kill immune to pid reuse): when a PID
 namespace's first process dies the kernel kills and reaps every other process in it before that
 process is reaped, so once bwrap (its parent) has exited, nothing of the run remains, whatever
 it forked, `setsid`ed or double-forked. bwrap's own process group is killed too, and
@@ -55,28 +56,34 @@ def _spawn(argv: list[str], env: dict[str, str], stdin: str, uid: int | None):
     return proc, info_r
 
 
-def _sandbox_pid(info_r: int) -> int | None:
-    """The host pid of the sandbox's PID 1, if bwrap got as far as reporting it."""
-    os.set_blocking(info_r, False)
+def _sandbox_pidfd(info_r: int, deadline: float) -> int | None:
+    """A pidfd of the sandbox's PID 1, from bwrap's info JSON (None if bwrap failed first).
+
+    bwrap writes the JSON and closes the pipe right after starting that process, so this
+    waits only for bwrap's setup (milliseconds), bounded by `deadline` all the same.
+    """
+    data = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(info_r, selectors.EVENT_READ)
+        while sel.select(max(deadline - time.monotonic(), 0.0)):
+            chunk = os.read(info_r, 4096)
+            if not chunk:
+                break
+            data += chunk
     try:
-        data = os.read(info_r, 4096)
-    except BlockingIOError:
-        return None
-    try:
-        return int(json.loads(data.decode())["child-pid"])
-    except (ValueError, KeyError, TypeError):
+        return os.pidfd_open(int(json.loads(data.decode())["child-pid"]))
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
         return None
 
 
-def _kill(proc: subprocess.Popen, info_r: int) -> None:
+def _kill(proc: subprocess.Popen, pidfd: int | None) -> None:
     """Kill the whole sandbox and wait (bounded) until bwrap is gone."""
-    pid = _sandbox_pid(info_r)
-    for target, kill in ((pid, os.kill), (proc.pid, os.killpg)):
-        if target is not None:
-            try:
-                kill(target, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+    try:
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     try:
         proc.wait(timeout=_GRACE_S)
     except subprocess.TimeoutExpired:  # never seen; the caller still gets its answer in time
@@ -138,23 +145,27 @@ def run_bwrap(
     proc, info_r = _spawn(argv, env, stdin, uid)
     capture = _Capture(proc)
     timed_out = False
+    pidfd = None
     try:
+        pidfd = _sandbox_pidfd(info_r, deadline)
         while capture.open() and not capture.over and time.monotonic() < deadline:
             capture.pump(deadline - time.monotonic())
         if capture.over:
-            _kill(proc, info_r)
+            _kill(proc, pidfd)
         else:
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _kill(proc, info_r)
+                _kill(proc, pidfd)
         end = time.monotonic() + _GRACE_S
         while capture.open() and time.monotonic() < end:  # what was written before the end
             capture.pump(end - time.monotonic())
     finally:
         capture.close()
         os.close(info_r)
+        if pidfd is not None:
+            os.close(pidfd)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()

@@ -15,13 +15,16 @@ _PROBE_TIMEOUT_S = 30.0
 def _probe(candidate: Host) -> None:
     """Run `print(6 * 7)` once in the sandbox; SandboxUnavailable with bwrap's words if it fails."""
     limits = Limits(timeout_s=_PROBE_TIMEOUT_S, memory_bytes=512 << 20)
-    result = run_bwrap(
-        bwrap_argv(candidate, "print(6 * 7)", limits),
-        env=clean_env(candidate),
-        stdin="",
-        uid=candidate.uid,
-        timeout_s=_PROBE_TIMEOUT_S,
-    )
+    try:
+        result = run_bwrap(
+            bwrap_argv(candidate, "print(6 * 7)", limits),
+            env=clean_env(candidate),
+            stdin="",
+            uid=candidate.uid,
+            timeout_s=_PROBE_TIMEOUT_S,
+        )
+    except OSError as e:  # e.g. root without CAP_SETUID cannot start bwrap as nobody
+        raise SandboxUnavailable(f"cannot start bubblewrap ({candidate.bwrap}): {e}") from None
     if result.stdout.strip() != "42" or result.exit_code != 0:
         why = result.stderr.strip() or f"exit code {result.exit_code}, stdout {result.stdout!r}"
         user = "" if candidate.uid is None else f" as uid {candidate.uid}"
