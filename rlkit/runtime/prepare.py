@@ -33,6 +33,9 @@ def check_inputs(cfg: RecipeConfig) -> None:
         raise ConfigError("data.path", f"file not found: {cfg.data.path}")
     if cfg.eval.every > 0 and not Path(cfg.eval.data).exists():
         raise ConfigError("eval.data", f"file not found: {cfg.eval.data}")
+    from rlkit.runtime.controller.trackers import check_installed
+
+    check_installed(cfg.logging.trackers)  # wandb / mlflow importable (optional extras)
     check_plugins(cfg)
     if cfg.data.kind == "file" and looks_local:
         load_rows(cfg)  # every row readable, with its prompt field, before anything starts

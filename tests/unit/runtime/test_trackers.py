@@ -150,3 +150,17 @@ def test_a_tracker_that_is_not_installed_is_a_config_error(monkeypatch):
     with pytest.raises(ConfigError, match="logging.trackers.*wandb is not installed"):
         check_installed(["tensorboard", "wandb"])
     check_installed(["tensorboard"])  # the logger's own writer needs no extra
+
+
+def test_a_missing_tracker_stops_the_run_before_anything_starts(monkeypatch):
+    import importlib.util
+
+    from rlkit.runtime.prepare import check_inputs
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
+    cfg = load_recipe("recipes/quickstart.yaml", ["logging.trackers=[mlflow]"])
+    with pytest.raises(ConfigError, match="mlflow is not installed"):
+        check_inputs(cfg)
