@@ -12,7 +12,6 @@ from rlkit.methods.attention_credit.gammas import (
     GammaKnobs,
     attention_gammas,
     gamma_metrics,
-    preplan_delta,
     token_sets,
 )
 from rlkit.methods.attention_credit.hook import (
@@ -49,7 +48,6 @@ __all__ = [
     "find_attention_modules",
     "gamma_metrics",
     "input_frame",
-    "preplan_delta",
     "signals_from_qk",
     "to_target_frame",
     "token_sets",

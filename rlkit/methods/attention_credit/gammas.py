@@ -67,17 +67,6 @@ def _row_delta(waad_row: Tensor) -> Tensor:
     return delta
 
 
-def preplan_delta(waad: Tensor, response_mask: Tensor) -> Tensor:
-    """Δ [B, N]: |WAAD_t − WAAD_{next response token}| at response tokens, 0 elsewhere and at each
-    response's last token."""
-    out = torch.zeros_like(waad)
-    for b in range(waad.shape[0]):
-        pos = response_mask[b].nonzero().squeeze(1)
-        if pos.numel():
-            out[b, pos] = _row_delta(waad[b, pos])
-    return out
-
-
 def _coupled_row(
     w: Tensor,
     delta: Tensor,
