@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,7 @@ _HOST: Host | None = None
 _ERROR: SandboxUnavailable | None = None
 
 
-def host(probe) -> Host:
+def host(probe: Callable[[Host], None]) -> Host:
     """The checked host, resolved and probed (`probe(host)`) once per process."""
     global _HOST, _ERROR
     with _LOCK:

@@ -78,9 +78,12 @@ def _sandbox_pidfd(info_r: int, deadline: float) -> int | None:
 
 def _kill(proc: subprocess.Popen, pidfd: int | None) -> None:
     """Kill the whole sandbox and wait (bounded) until bwrap is gone."""
-    try:
-        if pidfd is not None:
+    if pidfd is not None:
+        try:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:  # it had just ended by itself
+            pass
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass

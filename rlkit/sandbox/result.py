@@ -24,8 +24,3 @@ class SandboxResult:
     timed_out: bool
     truncated: bool = False
     duration_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """The program ran to its end and exited with status 0."""
-        return self.exit_code == 0 and not self.timed_out and not self.truncated
