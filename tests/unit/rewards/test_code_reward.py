@@ -86,3 +86,14 @@ def test_registered_name_resolves_in_a_fresh_process():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_by_name_in_process_and_thread_reward_pools():
+    from rlkit.rewards import RewardPool
+    from rlkit.rewards.pool import MODES
+
+    completions = [f"```python\n{GOOD}```", "def add(a, b):\n    return a * b\n"]
+    for mode in MODES:  # the sandbox runs from pool worker processes and helper threads alike
+        with RewardPool(["code_tests"], mode=mode, timeout_s=30) as pool:
+            res = pool.score_batch(["q"] * 2, completions, [{"tests": TESTS}] * 2)
+        assert [r.score for r in res] == [1.0, 0.0], [r.error for r in res]
