@@ -59,33 +59,19 @@ class Components:
 def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -> Components:
     """Rollout workers (or reset the given ones), trainer group (holding the reference model
     when the recipe has KL), critic, evaluator, rewards, the core lease."""
-
-    from rlkit.rewards import RewardPool
     from rlkit.runtime.actors.trainer_group import TrainerGroup
-    from rlkit.runtime.placement import cluster, threads
+    from rlkit.runtime.placement import cluster
     from rlkit.runtime.placement.core_lease import start_lease
     from rlkit.runtime.placement.gpus import cluster_gpus, gpu_shares, hybrid_bundles
     from rlkit.runtime.placement.hybrid import make_switch
     from rlkit.runtime.placement.reference import reference_plan
 
-    r, env, n_gpus = cfg.rollout, cluster.actor_env(), cluster_gpus()
+    n_gpus = cluster_gpus()
     gpus = gpu_shares(cfg, n_gpus)
     bundles = hybrid_bundles(cfg) if gpus.hybrid else None
     own_workers = workers is None
     if own_workers:
-        colocated = threads.resolve(cfg) == "colocated"
-        settings = cluster.engine_settings(cfg) | cluster.sleep_setting(cfg, gpus.hybrid)
-        workers = cluster.start_rollout_workers(
-            r.engine,
-            model_path,
-            r.num_workers,
-            r.worker_cpus,
-            settings,
-            threads=threads.rollout_threads(cfg),
-            vllm_bind=colocated and not cfg.ray.address,
-            num_gpus=gpus.worker,
-            bundles=bundles,
-        )
+        workers = start_workers(cfg, model_path, gpus, bundles)
     else:
         cluster.reset_workers(workers, model_path)
     lease = start_lease(cfg)
@@ -94,34 +80,58 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         cfg,
         world=cfg.trainer.world_size,
         rank_cpus=cfg.trainer.rank_cpus,
-        env=env,
+        env=cluster.actor_env(),
         num_gpus=gpus.rank,
         bundles=bundles,
         lease=lease,
         reference=reference_plan(cfg, n_gpus),
     )
-    own_rewards = reward_pool is None
-    if own_rewards:
-        rc = cfg.reward
-        specs = [{"fn": f.fn, "weight": f.weight, "kwargs": dict(f.kwargs)} for f in rc.fns]
-        reward_pool = RewardPool(
-            specs,
-            timeout_s=rc.timeout_s,
-            fallback=rc.fallback,
-            num_workers=rc.num_workers,
-            mode=rc.mode,
-        )
     return Components(
         workers,
         trainer,
-        reward_pool,
+        reward_pool if reward_pool is not None else start_rewards(cfg),
         critic=start_critic(cfg, model_path, trainer, gpus.critic) if cfg.critic.enabled else None,
         evaluator=start_evaluator(cfg, model_path, gpus.evaluator) if cfg.eval.every > 0 else None,
         own_workers=own_workers,
-        own_rewards=own_rewards,
+        own_rewards=reward_pool is None,
         bundles=bundles,
         switch=make_switch(workers, trainer, bundles),
         lease=lease,
+    )
+
+
+def start_workers(cfg: RecipeConfig, model_path: str, gpus: Any, bundles: Any) -> list:
+    """The run's rollout workers: their threads (CPU placement) or GPU shares (`gpus`, worker i
+    in bundle i of the hybrid engine's `bundles`)."""
+    from rlkit.runtime.placement import cluster, threads
+
+    r = cfg.rollout
+    colocated = threads.resolve(cfg) == "colocated"
+    return cluster.start_rollout_workers(
+        r.engine,
+        model_path,
+        r.num_workers,
+        r.worker_cpus,
+        cluster.engine_settings(cfg) | cluster.sleep_setting(cfg, gpus.hybrid),
+        threads=threads.rollout_threads(cfg),
+        vllm_bind=colocated and not cfg.ray.address,
+        num_gpus=gpus.worker,
+        bundles=bundles,
+    )
+
+
+def start_rewards(cfg: RecipeConfig) -> Any:
+    """The reward pool of the recipe's `reward` section."""
+    from rlkit.rewards import RewardPool
+
+    rc = cfg.reward
+    specs = [{"fn": f.fn, "weight": f.weight, "kwargs": dict(f.kwargs)} for f in rc.fns]
+    return RewardPool(
+        specs,
+        timeout_s=rc.timeout_s,
+        fallback=rc.fallback,
+        num_workers=rc.num_workers,
+        mode=rc.mode,
     )
 
 
@@ -136,9 +146,7 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     from rlkit.engines.deepspeed_engine import train_zero_stage
     from rlkit.runtime import prepare
     from rlkit.runtime.checkpoints import step_of
-    from rlkit.runtime.controller.spine import Spine
-    from rlkit.runtime.placement.core_lease import LeaseSignal
-    from rlkit.runtime.resume import resume_from, resume_point, trim_records
+    from rlkit.runtime.resume import resume_point, trim_records
 
     prepare.check_inputs(cfg)
     cfg = prepare.absolute_plugin_paths(cfg)
@@ -156,7 +164,26 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     )
     parts = start_components(cfg, model_path, workers, reward_pool)
     logger = make_logger(cfg, run_dir, purge_step=step0 + 1 if checkpoint else None)
-    spine = Spine(
+    spine = make_spine(cfg, parts, logger, model_path, eos_id, run_dir)
+    try:
+        run_spine(cfg, parts, spine, checkpoint, run_dir, log)
+    finally:
+        spine.close()
+        logger.close()
+        parts.stop()
+    from rlkit.runtime.controller.plots import plot_run
+
+    plot_run(run_dir)
+    return run_dir
+
+
+def make_spine(cfg: RecipeConfig, parts: Components, logger, model_path: str, eos_id: int, run_dir):
+    """The controller over the run's components (rlkit.runtime.controller.spine)."""
+    from rlkit.runtime import prepare
+    from rlkit.runtime.controller.spine import Spine
+    from rlkit.runtime.placement.core_lease import LeaseSignal
+
+    return Spine(
         cfg,
         parts.workers,
         parts.trainer,
@@ -172,25 +199,22 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         switch=parts.switch,
         lease_signal=LeaseSignal(parts.lease) if parts.lease is not None else None,
     )
-    try:
-        parts.wait_ready(cfg)
-        if checkpoint is not None:
-            resume_from(spine, checkpoint, log=log)
-        if parts.switch is not None:  # the workers generate first: trainer states to host
-            parts.switch.to_rollout()
-        spine.recorder.start_clock()
-        run_loop(cfg, spine, run_dir)
-        spine.recorder.collect_evals(wait=True)
-        final = spine.recorder.save(spine.step)
-        log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
-    finally:
-        spine.close()
-        logger.close()
-        parts.stop()
-    from rlkit.runtime.controller.plots import plot_run
 
-    plot_run(run_dir)
-    return run_dir
+
+def run_spine(cfg: RecipeConfig, parts: Components, spine, checkpoint, run_dir: Path, log):
+    """Wait for the components, resume from `checkpoint` (if any), run the loop, save last."""
+    from rlkit.runtime.resume import resume_from
+
+    parts.wait_ready(cfg)
+    if checkpoint is not None:
+        resume_from(spine, checkpoint, log=log)
+    if parts.switch is not None:  # the workers generate first: trainer states to host
+        parts.switch.to_rollout()
+    spine.recorder.start_clock()
+    run_loop(cfg, spine, run_dir)
+    spine.recorder.collect_evals(wait=True)
+    final = spine.recorder.save(spine.step)
+    log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
 
 
 class RankGroupLost(RuntimeError):
