@@ -1,4 +1,4 @@
-"""Experiment trackers beside metrics.jsonl (`logging.trackers`; docs/recipes.md).
+"""Experiment trackers beside metrics.jsonl (`logging.trackers`; docs/trackers.md).
 
 `wandb` and `mlflow` each get the resolved config when the run starts, every metric the logger
 writes (training steps and evaluations), the curves when it closes, and, when the run resumes
@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-TRACKERS = ("tensorboard", "wandb", "mlflow")
 EXTERNAL = ("wandb", "mlflow")  # trackers this module starts
 STATE = "trackers.json"  # tracker -> its run id, so a resumed run continues the same one
 
