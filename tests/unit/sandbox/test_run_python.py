@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -93,3 +94,40 @@ def test_missing_or_old_bwrap_and_other_platforms(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(SandboxUnavailable, match="needs Linux"):
         run_python("pass")
+
+
+UNPRIVILEGED = """
+from rlkit.sandbox import run_python
+from rlkit.sandbox.host import resolve_host
+assert resolve_host().uid is None  # an ordinary caller runs bwrap as itself
+r = run_python("import os\\nprint(os.getuid())")
+assert (r.stdout, r.exit_code) == ("65534\\n", 0), r
+bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n"
+bomb += "    except OSError:\\n        break\\n"
+assert run_python(bomb, timeout_s=3).exit_code == 0  # every process stops at RLIMIT_NPROC
+print("unprivileged ok")
+"""
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_an_unprivileged_caller_gets_the_same_sandbox():
+    """As root the sandbox always drops to nobody; this runs the plain user-namespace path."""
+    python = f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
+    bwrap = host_mod.find_bwrap()
+    if os.geteuid() != 0 or not os.path.exists(python):
+        pytest.skip("needs root (to become another user) and a system python of this version")
+    if not host_mod._reachable_by_others(bwrap):
+        pytest.skip(f"{bwrap} is not reachable by other users")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    proc = subprocess.run(
+        [python, "-c", UNPRIVILEGED],
+        env={**env, "RLKIT_BWRAP": bwrap},
+        user=host_mod.NOBODY,
+        group=host_mod.NOBODY,
+        extra_groups=[],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout == "unprivileged ok\n", proc.stderr
