@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from rlkit.config import RecipeConfig, to_dict
-from rlkit.runtime.groups import Prompt
+from rlkit.runtime.controller.groups import Prompt
 
 
 def check_inputs(cfg: RecipeConfig) -> None:
@@ -42,29 +42,19 @@ def check_inputs(cfg: RecipeConfig) -> None:
 
 
 def check_plugins(cfg: RecipeConfig) -> None:
-    """Every algorithm, term, hook, stage and strategy the recipe names loads (one line naming
-    the key otherwise), before anything starts."""
-    from rlkit.algos.registry import ADVANTAGES, LOSS_TERMS, POLICY_LOSSES, TOKEN_HOOKS
+    """Every algorithm, term, hook, stage and strategy the recipe names loads, what its estimator
+    declares it needs holds, and every `*_kw` knob fits the callable it goes to (one line naming
+    the key otherwise; rlkit.runtime.recipe_checks), before anything starts."""
     from rlkit.config import ConfigError
-    from rlkit.credit.pipeline import CREDIT_STAGES, stage_names
-    from rlkit.runtime.strategies import ROLLOUT_STRATEGIES
+    from rlkit.runtime.recipe_checks import check_knobs, check_names, check_needs
 
+    check_names(cfg)
+    check_needs(cfg)
+    check_knobs(cfg)
     a = cfg.algo
-    named = [
-        ("algo.advantage", ADVANTAGES, a.advantage),
-        ("algo.policy_loss", POLICY_LOSSES, a.policy_loss),
-        ("rollout.strategy", ROLLOUT_STRATEGIES, cfg.rollout.strategy),
-        *[("algo.loss_terms", LOSS_TERMS, t.get("term")) for t in a.loss_terms],
-        *[("algo.token_hook", TOKEN_HOOKS, h) for h in [a.token_hook] if h],
-        *[("algo.credit", CREDIT_STAGES, c) for c in a.credit],
-    ]
-    for key, registry, name in named:
-        try:
-            registry[name]
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(key, str(exc)) from None
-    stage_names(cfg)
-    if a.token_hook:  # its knobs are checked by building it (cheap: no model involved)
+    if a.token_hook:  # knob values too are checked by building it (cheap: no model involved)
+        from rlkit.algos.registry import TOKEN_HOOKS
+
         try:
             TOKEN_HOOKS[a.token_hook](**a.token_hook_kw)
         except (TypeError, ValueError) as exc:
