@@ -1,4 +1,4 @@
-"""Checkpoint evaluation on math and recommendation suites (docs/evaluation.md).
+"""Checkpoint evaluation on math, recommendation and code (HumanEval) suites (docs/evaluation.md).
 
 Light to import: heavy libraries (torch, transformers, math-verify, matplotlib) load lazily.
 
