@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from rlkit.methods.rere.rewards import exact_match, rere_rank_penalties, rere_rank_rewards, rere_reward
+from rlkit.methods.rere.rewards import (
+    exact_match,
+    rere_rank_penalties,
+    rere_rank_rewards,
+    rere_reward,
+)
 
 # Hand values: 1/log2(2)=1, 1/log2(3)=0.6309298, 1/log2(4)=0.5, 1/log2(5)=0.4306766.
 NORM4 = 2.5616063  # 1 + 0.6309298 + 0.5 + 0.4306766
