@@ -18,10 +18,11 @@ from typing import Any
 
 FILE_MODULES: dict[str, str] = {}  # synthetic module name -> absolute file path
 
-# Every module whose import registers built-in algorithms, stages, strategies, request kinds or
-# rewards, lowest layer first.  The one list: registries load it on their first miss, so no
-# module imports another only for its registrations, and the library never names a method
-# package in code (layers: docs/architecture.md).  A method package adds its line here.
+# Every core module whose import registers built-in algorithms, stages, strategies, request
+# kinds or rewards, lowest layer first.  With the method packages (every module of every package
+# under `rlkit/methods/`, found on disk) this is the one list of built-ins: registries load it on
+# their first miss, so no module imports another only for its registrations, and nothing outside
+# a method's folder names it (layers: docs/architecture.md).  Adding a method is one new folder.
 BUILTIN_MODULES: tuple[str, ...] = (
     "rlkit.algos.advantages",
     "rlkit.algos.gae",
@@ -33,27 +34,34 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rlkit.rewards.builtin.length",
     "rlkit.rewards.builtin.code",
     "rlkit.credit.stages",
+    "rlkit.runtime.request_kinds",
     "rlkit.runtime.strategies",
-    "rlkit.methods.rere.strategy",
-    "rlkit.methods.rere.beam_jobs",
-    "rlkit.methods.rere.rewards",
-    "rlkit.methods.rere.ranker",
-    "rlkit.methods.vps.advantage",
-    "rlkit.methods.vps.stage",
-    "rlkit.methods.asyppo.advantage",
-    "rlkit.methods.asyppo.stage",
-    "rlkit.methods.attention_credit.hook",
 )
+METHODS_PACKAGE = "rlkit.methods"
 _BUILTINS_LOADED = False
 
 
+def method_modules() -> list[str]:
+    """Every module of every method package (`rlkit/methods/<name>/*.py`), sorted."""
+    import pkgutil
+
+    methods = importlib.import_module(METHODS_PACKAGE)
+    out = []
+    for pkg in pkgutil.iter_modules(methods.__path__, METHODS_PACKAGE + "."):
+        if pkg.ispkg:
+            sub = importlib.import_module(pkg.name)
+            out += [m.name for m in pkgutil.iter_modules(sub.__path__, pkg.name + ".")]
+    return sorted(out)
+
+
 def load_builtins() -> None:
-    """Import every module of `BUILTIN_MODULES` once (they register themselves)."""
+    """Import every module of `BUILTIN_MODULES` and of the method packages once (they register
+    themselves)."""
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    for module in BUILTIN_MODULES:
+    for module in (*BUILTIN_MODULES, *method_modules()):
         importlib.import_module(module)
 
 

@@ -13,7 +13,8 @@ requests to that kind's `serve(engine, requests)`:
   registers its own, e.g. ReRe's constrained beam search (rlkit.methods.rere).
 
 Register with `@register_request_kind(name, exclusive=...)`; the module goes in
-`rlkit.plugins.BUILTIN_MODULES` (built-ins) or is named by a recipe's strategy (user code).
+`rlkit.plugins.BUILTIN_MODULES` or a method package (built-ins), or is imported by the user code
+a recipe names (its strategy).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ Everything ReRe needs, in one folder (docs/rere.md, docs/architecture.md "Method
 - `rewards`: the rule and ranking rewards (`rere_rule`, `rere_rank`, ...).
 - `ranker`: the recommendation ranker of `rlkit eval --suite rec`.
 
-The modules register themselves through the public registries a user plug-in uses; they are
-listed in `rlkit.plugins.BUILTIN_MODULES`.  Nothing outside this folder names them.
+The modules register themselves through the public registries a user plug-in uses;
+`rlkit.plugins.load_builtins` imports every module of every method package.  Nothing outside
+this folder names them.
 """
