@@ -1,6 +1,19 @@
-"""Shared pieces of the policy-gradient losses: ratios, PPO clipping, IS weights, metrics."""
+"""Shared pieces of the policy-gradient losses: ratios, PPO clipping, IS weights, metrics, and
+the one definition of the registered loss's keywords and of its TIS tail.
+
+A built-in loss is written as a core on :class:`PGTensors`; :func:`behavior_corrected` (the TIS
+tail) or :func:`keyword_loss` (a loss that handles mu itself) turns it into the keyword function
+``fn(*, logprobs, old_logprobs, advantages, mask, behavior_logprobs=None, **knobs) ->
+(per_token_loss, loss_mask, metrics)`` that :func:`rlkit.algos.policy_loss` calls and a user's
+own loss is written as directly.
+"""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -93,24 +106,101 @@ def behavior_weight(
     }
 
 
-def with_behavior_weight(
-    loss: Tensor,
-    metrics: dict[str, float],
-    ratio: Tensor,
-    old_logprobs: Tensor,
-    behavior_logprobs: Tensor | None,
-    mask: Tensor,
-    behavior_correction: str,
-    tis_cap: float,
-) -> tuple[Tensor, Tensor, dict[str, float]]:
-    """The common end of a policy loss: multiply the per-token ``loss`` by the TIS weight of
-    :func:`behavior_weight` (when there is one), add its metrics (they win over the loss's own)
-    and the ``pg/ratio`` statistics; returns ``(loss, mask, metrics)`` as a loss returns."""
-    w, w_metrics = behavior_weight(
-        old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
-    if w is not None:
-        loss = loss * w
-    metrics.update(w_metrics)
-    metrics.update(stats("pg/ratio", ratio, mask))
-    return loss, mask, metrics
+LossOut = tuple[Tensor, Tensor, dict[str, float]]  # (per-token loss, loss mask, metrics)
+CoreOut = tuple[Tensor, dict[str, float], Tensor]  # (per-token loss, metrics, ratio)
+
+
+@dataclass(frozen=True)
+class PGTensors:
+    """The tensors a policy loss reads, all [B, T] (``mask`` bool), as the cores of
+    :func:`behavior_corrected` and :func:`keyword_loss` receive them."""
+
+    logprobs: Tensor
+    old_logprobs: Tensor
+    advantages: Tensor
+    mask: Tensor
+
+
+_KW = inspect.Parameter.KEYWORD_ONLY
+_VAR = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+# The keywords every built-in loss takes before its core's knobs (_HEAD) and a behaviour-corrected
+# one after them (_TAIL): the signature check_plugins and help() read (string annotations, as the
+# modules' own are under `from __future__ import annotations`).
+_TENSORS = ("logprobs", "old_logprobs", "advantages", "mask")
+_HEAD = (
+    *(inspect.Parameter(n, _KW, annotation="Tensor") for n in _TENSORS),
+    inspect.Parameter("behavior_logprobs", _KW, default=None, annotation="Tensor | None"),
+)
+_TAIL = (
+    inspect.Parameter("behavior_correction", _KW, default="tis", annotation="str"),
+    inspect.Parameter("tis_cap", _KW, default=2.0, annotation="float"),
+)
+
+
+def behavior_corrected(core: Callable[..., CoreOut]) -> Callable[..., LossOut]:
+    """The policy loss ``fn(*, logprobs, old_logprobs, advantages, mask, behavior_logprobs=None,
+    <core's knobs>, behavior_correction="tis", tis_cap=2.0) -> (per_token_loss, loss_mask,
+    metrics)`` made from ``core(t: PGTensors, *, knobs) -> (per_token_loss, metrics, ratio)``.
+
+    The loss multiplies the core's per-token loss by the TIS weight of :func:`behavior_weight`
+    (when there is one), adds its metrics (they win over the core's own) and the ``pg/ratio``
+    statistics of ``ratio``; the loss mask is ``mask``.
+    """
+
+    def run(
+        t: PGTensors,
+        behavior_logprobs: Tensor | None,
+        *,
+        behavior_correction: str,
+        tis_cap: float,
+        **kw: Any,
+    ) -> LossOut:
+        per_token, metrics, ratio = core(t, **kw)
+        w, w_metrics = behavior_weight(
+            t.old_logprobs, behavior_logprobs, t.mask, behavior_correction, tis_cap
+        )
+        if w is not None:
+            per_token = per_token * w
+        metrics.update(w_metrics)
+        metrics.update(stats("pg/ratio", ratio, t.mask))
+        return per_token, t.mask, metrics
+
+    return _keyword_form(run, core, _TAIL)
+
+
+def keyword_loss(core: Callable[..., LossOut]) -> Callable[..., LossOut]:
+    """The policy loss ``fn(*, logprobs, old_logprobs, advantages, mask, behavior_logprobs=None,
+    <core's knobs>) -> (per_token_loss, loss_mask, metrics)`` made from ``core(t: PGTensors,
+    behavior_logprobs, *, knobs)``, for a loss that handles the behaviour policy itself."""
+    return _keyword_form(core, core, ())
+
+
+def _keyword_form(
+    run: Callable[..., LossOut], core: Callable[..., Any], tail: tuple[inspect.Parameter, ...]
+) -> Callable[..., LossOut]:
+    """The registered loss: its keywords are bound against one signature (the tensors, the
+    core's keyword-only knobs, then ``tail``, each with its default) and handed to
+    ``run(PGTensors, behavior_logprobs, **knobs)``. ``__signature__`` is that signature, so
+    check_plugins checks a recipe's ``loss_kw`` against it; a typo is a ``TypeError`` naming the
+    core, as a plain keyword function's would be."""
+    params = inspect.signature(core).parameters.values()
+    knobs = [p for p in params if p.kind is _KW]
+    taken = {p.name for p in (*_HEAD, *tail)}
+    bad = [p.name for p in params if p.kind in _VAR or (p.kind is _KW and p.name in taken)]
+    if bad:
+        raise TypeError(f"{core.__qualname__}: knobs must be named and new: {bad}")
+    signature = inspect.Signature([*_HEAD, *knobs, *tail], return_annotation="LossOut")
+
+    def loss(**kw: Any) -> LossOut:
+        try:
+            bound = signature.bind(**kw)
+        except TypeError as exc:  # an unknown knob or a missing tensor: say whose
+            raise TypeError(f"{core.__qualname__}(): {exc}") from None
+        bound.apply_defaults()
+        a = bound.arguments
+        return run(PGTensors(*(a.pop(n) for n in _TENSORS)), a.pop("behavior_logprobs"), **a)
+
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(loss, attr, getattr(core, attr))
+    loss.__signature__ = signature  # type: ignore[attr-defined]
+    return loss

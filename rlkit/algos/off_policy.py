@@ -1,7 +1,9 @@
 """Off-policy policy-gradient variants for asynchronous training (ROLL ``pg_variant``).
 
 Samples come from mu (the rollout engine, possibly stale); the trainer learns pi_theta and has the
-recomputed proximal/old policy pi_old. Every variant returns (per-token loss, loss mask, metrics).
+recomputed proximal/old policy pi_old. Every variant returns (per-token loss, loss mask, metrics);
+each is written as a core on PGTensors: ``topr`` and ``cispo`` get the TIS tail from
+``behavior_corrected``, ``tis`` and ``decoupled_ppo`` weigh mu themselves (``keyword_loss``).
 """
 
 from __future__ import annotations
@@ -12,38 +14,34 @@ import torch
 from torch import Tensor
 
 from rlkit.algos._pg_common import (
+    CoreOut,
+    LossOut,
+    PGTensors,
+    behavior_corrected,
     frac,
+    keyword_loss,
     ppo_clip,
     safe_log_ratio,
     seq_level,
     stats,
-    with_behavior_weight,
 )
 from rlkit.algos.masked_ops import masked_mean
 from rlkit.algos.registry import register_policy_loss
 
-LossOut = tuple[Tensor, Tensor, dict[str, float]]
-
 
 @register_policy_loss("tis")
-def tis_loss(
-    *,
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    behavior_logprobs: Tensor | None = None,
-    tis_cap: float = 2.0,
-) -> LossOut:
+@keyword_loss
+def tis_loss(t: PGTensors, behavior_logprobs: Tensor | None, *, tis_cap: float = 2.0) -> LossOut:
     """Truncated IS REINFORCE: -sg(min(pi_theta/mu, C)) * A * log pi_theta, C = 2.0.
 
     mu = behavior_logprobs, falling back to old_logprobs (ROLL ``tis``; ROLL's own default upper
     bound is 1.0, ours is C = 2.0 as in the TIS fix of Yao et al. 2025).
     """
-    mu = old_logprobs if behavior_logprobs is None else behavior_logprobs
-    raw = torch.exp(safe_log_ratio(logprobs.detach(), mu, mask))
+    lp, mask = t.logprobs, t.mask
+    mu = t.old_logprobs if behavior_logprobs is None else behavior_logprobs
+    raw = torch.exp(safe_log_ratio(lp.detach(), mu, mask))
     w = raw.clamp(max=tis_cap)
-    loss = -w * advantages * logprobs
+    loss = -w * t.advantages * lp
     metrics = {
         "pg/clip_frac": frac(raw > tis_cap, mask),
         "pg/is_weight_mean": float(masked_mean(w, mask)),
@@ -53,81 +51,57 @@ def tis_loss(
 
 
 @register_policy_loss("topr")
+@behavior_corrected
 def topr_loss(
+    t: PGTensors,
     *,
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    behavior_logprobs: Tensor | None = None,
     rewards: Tensor | None = None,
     positive_weight: float = 1.0,
     negative_weight: float = 1.0,
-    behavior_correction: str = "tis",
-    tis_cap: float = 2.0,
-) -> LossOut:
+) -> CoreOut:
     """TOPR (Le Roux et al. 2025, "Tapered off-policy REINFORCE"), as ROLL ``topr``:
     positive samples (outcome reward R_i > 0): -A log pi_theta (SFT-like, no IS);
     others: -sg(clip(r, 0, 1)) A log pi_theta with r = pi_theta/pi_old.
 
     ``rewards`` [B] defines the positive set; without it the sign of the advantage is used.
     """
-    ratio = torch.exp(safe_log_ratio(logprobs.detach(), old_logprobs, mask))
-    if rewards is not None:
-        positive = (rewards > 0).unsqueeze(-1).expand_as(logprobs)
-    else:
-        positive = advantages > 0
+    lp, adv = t.logprobs, t.advantages
+    ratio = torch.exp(safe_log_ratio(lp.detach(), t.old_logprobs, t.mask))
+    positive = adv > 0 if rewards is None else (rewards > 0).unsqueeze(-1).expand_as(lp)
     w = torch.where(positive, torch.ones_like(ratio), ratio.clamp(0.0, 1.0))
     scale = torch.where(
         positive, torch.full_like(ratio, positive_weight), torch.full_like(ratio, negative_weight)
     )
-    loss = -scale * w * advantages * logprobs
     metrics = {
-        "pg/clip_frac": frac(~positive & (ratio > 1.0), mask),
-        "pg/positive_frac": frac(positive, mask),
+        "pg/clip_frac": frac(~positive & (ratio > 1.0), t.mask),
+        "pg/positive_frac": frac(positive, t.mask),
     }
-    return with_behavior_weight(
-        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
+    return -scale * w * adv * lp, metrics, ratio
 
 
 @register_policy_loss("cispo")
-def cispo_loss(
-    *,
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    behavior_logprobs: Tensor | None = None,
-    clip_eps_low: float = 0.1,
-    clip_eps_high: float = 0.1,
-    behavior_correction: str = "tis",
-    tis_cap: float = 2.0,
-) -> LossOut:
+@behavior_corrected
+def cispo_loss(t: PGTensors, *, clip_eps_low: float = 0.1, clip_eps_high: float = 0.1) -> CoreOut:
     """CISPO (MiniMax-M1, 2025): -sg(clip(r, 1-eps_low, 1+eps_high)) A log pi_theta,
     r = pi_theta/pi_old; defaults 0.1 / 0.1 (ROLL ``cispo_epsilon_low/high``). The IS weight is
     clipped, not the update: every token keeps a gradient."""
-    ratio = torch.exp(safe_log_ratio(logprobs.detach(), old_logprobs, mask))
+    mask = t.mask
+    ratio = torch.exp(safe_log_ratio(t.logprobs.detach(), t.old_logprobs, mask))
     w = ratio.clamp(1.0 - clip_eps_low, 1.0 + clip_eps_high)
-    loss = -w * advantages * logprobs
     metrics = {
         "pg/clip_frac": frac((ratio < 1.0 - clip_eps_low) | (ratio > 1.0 + clip_eps_high), mask),
         "pg/is_weight_mean": float(masked_mean(w, mask)),
         "pg/cispo_weight_mean": float(masked_mean(w, mask)),
     }
-    return with_behavior_weight(
-        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
+    return -w * t.advantages * t.logprobs, metrics, ratio
 
 
 @register_policy_loss("decoupled_ppo")
+@keyword_loss
 def decoupled_ppo_loss(
+    t: PGTensors,
+    behavior_logprobs: Tensor | None,
     *,
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    behavior_logprobs: Tensor | None = None,
     clip_eps_low: float = 0.2,
     clip_eps_high: float = 0.2,
     dual_clip_c: float | None = None,
@@ -144,12 +118,12 @@ def decoupled_ppo_loss(
     shrinks; with global normalisers the dropped tokens still count in the denominator).
     Without behavior_logprobs, w = 1 (plain PPO).
     """
-    log_r = safe_log_ratio(logprobs, old_logprobs, mask)
-    ratio = torch.exp(log_r)
-    loss, metrics = ppo_clip(ratio, advantages, mask, clip_eps_low, clip_eps_high, dual_clip_c)
+    old, mask = t.old_logprobs, t.mask
+    ratio = torch.exp(safe_log_ratio(t.logprobs, old, mask))
+    loss, metrics = ppo_clip(ratio, t.advantages, mask, clip_eps_low, clip_eps_high, dual_clip_c)
     loss_mask = mask
     if behavior_logprobs is not None:
-        log_w = seq_level(safe_log_ratio(old_logprobs, behavior_logprobs, mask), mask, is_level)
+        log_w = seq_level(safe_log_ratio(old, behavior_logprobs, mask), mask, is_level)
         log_w = log_w.detach()
         w = torch.exp(log_w.clamp(max=math.log(is_cap)))
         loss = loss * w

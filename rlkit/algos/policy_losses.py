@@ -2,7 +2,9 @@
 
 Each registered loss returns a per-token loss, the token mask to aggregate over and metrics;
 :func:`policy_loss` broadcasts advantages, aggregates with the chosen mode (forwarding the global
-normalisers for micro-batch invariance) and adds ``pg/loss``. The off-policy variants live in
+normalisers for micro-batch invariance) and adds ``pg/loss``. ``ppo`` and ``gspo`` are cores on
+:class:`~rlkit.algos._pg_common.PGTensors` made into that keyword form, with the TIS tail, by
+:func:`~rlkit.algos._pg_common.behavior_corrected`. The off-policy variants live in
 :mod:`rlkit.algos.off_policy`.
 """
 
@@ -13,28 +15,28 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlkit.algos._pg_common import ppo_clip, safe_log_ratio, seq_level, with_behavior_weight
+from rlkit.algos._pg_common import (
+    CoreOut,
+    PGTensors,
+    behavior_corrected,
+    ppo_clip,
+    safe_log_ratio,
+    seq_level,
+)
 from rlkit.algos.aggregation import aggregate
 from rlkit.algos.masked_ops import _bool, broadcast_to_tokens, masked_mean
 from rlkit.algos.registry import POLICY_LOSSES, register_policy_loss
 
-LossOut = tuple[Tensor, Tensor, dict[str, float]]
-
 
 @register_policy_loss("ppo")
+@behavior_corrected
 def ppo_loss(
+    t: PGTensors,
     *,
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    behavior_logprobs: Tensor | None = None,
     clip_eps_low: float = 0.2,
     clip_eps_high: float = 0.2,
     dual_clip_c: float | None = None,
-    behavior_correction: str = "tis",
-    tis_cap: float = 2.0,
-) -> LossOut:
+) -> CoreOut:
     """PPO-clip against pi_old: -min(r A, clip(r, 1-eps_low, 1+eps_high) A), r = pi_theta/pi_old.
 
     Clip-higher (DAPO): clip_eps_high = 0.28. Dual clip: dual_clip_c = 3.0 bounds the loss of
@@ -42,28 +44,16 @@ def ppo_loss(
     given, the per-token loss is multiplied by the detached truncated IS weight
     min(pi_old/mu, tis_cap) (``behavior_correction="tis"``, the default off-policy correction).
     """
-    log_r = safe_log_ratio(logprobs, old_logprobs, mask)
+    log_r = safe_log_ratio(t.logprobs, t.old_logprobs, t.mask)
     ratio = torch.exp(log_r)
-    loss, metrics = ppo_clip(ratio, advantages, mask, clip_eps_low, clip_eps_high, dual_clip_c)
-    metrics["pg/approx_kl"] = float(masked_mean(-log_r.detach(), mask))
-    return with_behavior_weight(
-        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
+    loss, metrics = ppo_clip(ratio, t.advantages, t.mask, clip_eps_low, clip_eps_high, dual_clip_c)
+    metrics["pg/approx_kl"] = float(masked_mean(-log_r.detach(), t.mask))
+    return loss, metrics, ratio
 
 
 @register_policy_loss("gspo")
-def gspo_loss(
-    *,
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    behavior_logprobs: Tensor | None = None,
-    clip_eps_low: float = 3e-4,
-    clip_eps_high: float = 4e-4,
-    behavior_correction: str = "tis",
-    tis_cap: float = 2.0,
-) -> LossOut:
+@behavior_corrected
+def gspo_loss(t: PGTensors, *, clip_eps_low: float = 3e-4, clip_eps_high: float = 4e-4) -> CoreOut:
     """GSPO (Zheng et al. 2025), in the paper's "GSPO-token" form.
 
     s_i = exp((1/|o_i|) sum_t log(pi_theta/pi_old)) is the sequence ratio; each token uses
@@ -74,15 +64,13 @@ def gspo_loss(
     loss and gradient equal sequence-level GSPO exactly. log s_i is clamped at 10 as in verl.
     Behaviour correction as in ``ppo``.
     """
-    log_r = safe_log_ratio(logprobs, old_logprobs, mask)
-    log_s = seq_level(log_r, mask, "geometric")
-    log_s_tok = (log_s.detach() + logprobs - logprobs.detach()).clamp(max=10.0)
+    lp, mask = t.logprobs, t.mask
+    log_s = seq_level(safe_log_ratio(lp, t.old_logprobs, mask), mask, "geometric")
+    log_s_tok = (log_s.detach() + lp - lp.detach()).clamp(max=10.0)
     log_s_tok = torch.where(mask, log_s_tok, torch.zeros_like(log_s_tok))
     ratio = torch.exp(log_s_tok)
-    loss, metrics = ppo_clip(ratio, advantages, mask, clip_eps_low, clip_eps_high, None)
-    return with_behavior_weight(
-        loss, metrics, ratio, old_logprobs, behavior_logprobs, mask, behavior_correction, tis_cap
-    )
+    loss, metrics = ppo_clip(ratio, t.advantages, mask, clip_eps_low, clip_eps_high, None)
+    return loss, metrics, ratio
 
 
 AGG_KEYS = ("num_tokens", "num_seqs", "max_len")
