@@ -43,8 +43,9 @@ class TrainerRank(RankActor):
 
         self.threads, self.lease = threads, lease
         torch.set_num_threads(threads.threads)
-        self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
         self.reference = None
+        # The reference first: a ZeRO-3 trainer leaves transformers' ZeRO-3 switch on
+        # (HfDeepSpeedConfig), under which from_pretrained would partition the reference too.
         if reference is not None:
             from rlkit.engines.reference import ReferencePolicy
 
@@ -56,6 +57,7 @@ class TrainerRank(RankActor):
                 packing=reference.packing,
                 threads=reference.threads,
             )
+        self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
 
     def train_step(
         self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
