@@ -5,7 +5,8 @@ What a checkpoint restores (rlkit.runtime.checkpoints writes it):
     critics    the same, for each value model
     controller step = policy version, the prompt stream's position, staleness and accounting
                counters, worker restarts: `Spine.state_dict()`, composed of the components'
-               own (RolloutScheduler, StalenessManager, PromptStream, WorkerRestarts)
+               own (RolloutScheduler, StalenessManager, GroupBuffer, PromptStream,
+               WorkerRestarts, StepRecorder)
     metrics    `metrics.jsonl` / `eval.jsonl` keep the records up to the checkpoint's step and
                go on appending; TensorBoard purges the later steps (`purge_step`)
 The rollout workers start from the initial model and receive the restored trainer's weights as

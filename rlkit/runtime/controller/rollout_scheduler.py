@@ -213,7 +213,8 @@ class RolloutScheduler:
         """What a checkpoint keeps.  Running and buffered groups are not saved: their prompts
         are issued again first after a resume, as new groups (new ids: never trained twice),
         and the old ones count as aborted so the accounting still adds up."""
-        in_flight = [g.prompt.index for g in [*self.running.values(), *self.buffer]]
+        buffer = self.buffer.state_dict()
+        in_flight = [g.prompt.index for g in self.running.values()] + buffer["prompts"]
         staleness = self.staleness.state_dict()
         staleness["aborted"] += len(in_flight)
         return {
@@ -222,6 +223,7 @@ class RolloutScheduler:
             "failed": self.failed_groups,
             "reissued": self.reissued_groups,
             "staleness": staleness,
+            "buffer": buffer,
             "prompts": self.prompts.state_dict(in_flight),
         }
 
@@ -230,6 +232,7 @@ class RolloutScheduler:
         self.next_group_id, self.worker_version = state["next_group_id"], state["worker_version"]
         self.failed_groups, self.reissued_groups = state["failed"], state["reissued"]
         self.staleness.load_state_dict(state["staleness"])
+        self.buffer.load_state_dict(state["buffer"])
         self.prompts.load_state_dict(state["prompts"])
 
     def counts(self) -> dict[str, int]:

@@ -150,12 +150,14 @@ class Spine:
             "step": self.step,
             "rollout": self.rollout.state_dict(),
             "restarts": self.restarts.state_dict(),
+            "recorder": self.recorder.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         self.rollout.load_state_dict(state["rollout"])
         self.restarts.load_state_dict(state["restarts"])
+        self.recorder.load_state_dict(state["recorder"])
 
     def close(self) -> None:
         self.dispatch.close()

@@ -105,6 +105,15 @@ class GroupBuffer:
     def put(self, group: Any) -> None:
         self._groups.append(group)
 
+    def state_dict(self) -> dict[str, list[int]]:
+        """The prompts (by index) of the buffered groups: a checkpoint does not keep the groups,
+        their prompts are issued again after a resume (RolloutScheduler.state_dict)."""
+        return {"prompts": sorted(g.prompt.index for g in self._groups)}
+
+    def load_state_dict(self, state: dict[str, list[int]]) -> None:
+        """A resumed buffer starts empty: the groups of `state["prompts"]` are made again."""
+        self._groups = []
+
     def drop_stale(self, min_version: int) -> list[Any]:
         """Remove and return groups started before `min_version`."""
         stale = [g for g in self._groups if g.start_version < min_version]

@@ -93,6 +93,15 @@ class StepRecorder:
         """`folder` holds step `step` already (the checkpoint a run resumed from)."""
         self.saved[step] = folder
 
+    def state_dict(self) -> dict:
+        """The throughput window (tokens and seconds of the last steps), so that the first
+        steps after a resume report the rate over the same steps an unbroken run would."""
+        return {"window": [list(w) for w in self.window]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.window.clear()
+        self.window.extend((int(n), float(s)) for n, s in state["window"])
+
     def record(self, step: int, metrics: dict, rollout: dict) -> dict:
         """Log step `step` (metrics of the train step + rollout counters), save, evaluate."""
         now = time.perf_counter()

@@ -86,6 +86,7 @@ def test_run_state_round_trip_keeps_the_accounting():
     from rlkit.engines.rollout_protocol import SamplingConfig
     from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
     from rlkit.runtime.controller.spine import Spine
+    from rlkit.runtime.controller.step_recorder import StepRecorder
     from rlkit.runtime.controller.worker_restarts import WorkerRestarts
     from rlkit.runtime.strategies import make_strategy
 
@@ -99,21 +100,32 @@ def test_run_state_round_trip_keeps_the_accounting():
     old = scheduler()
     for _ in range(5):
         old.new_group()
-    old.staleness.consumed, old.staleness.running = 2, 3  # two trained, three in flight
+    # two trained, two running, one finished and buffered
     old.running = {k: v for k, v in old.running.items() if k >= 2}
+    old.buffer.put(old.running.pop(4))
+    st = old.staleness
+    st.consumed, st.running, st.buffered = 2, 2, 1
     old.worker_version = 1
+    cfg = config_from_dict({"model": {"kind": "tiny"}})
 
     def spine(ro, count):  # the Spine's own composition, on a stand-in holding the components
         restarts = WorkerRestarts([], None, lambda: None, 3)
         restarts.count = count
-        return SimpleNamespace(rollout=ro, step=1 if count else 0, restarts=restarts)
+        recorder = StepRecorder(cfg, None, None, None)
+        recorder.window.extend([(100, 2.0)] * count)
+        return SimpleNamespace(
+            rollout=ro, step=1 if count else 0, restarts=restarts, recorder=recorder
+        )
 
     state = Spine.state_dict(spine(old, 1))
+    assert state["rollout"]["buffer"] == {"prompts": [4]}
     assert state["rollout"]["prompts"] == {"drawn": 5, "again": [2, 3, 4]}
     assert state["rollout"]["staleness"]["aborted"] == 3
     new = spine(scheduler(), 0)
     Spine.load_state_dict(new, json.loads(json.dumps(state)))
     assert new.step == 1 and new.rollout.worker_version == 1 and new.restarts.count == 1
+    assert list(new.recorder.window) == [(100, 2.0)]  # throughput over the same steps
+    assert len(new.rollout.buffer) == 0 and new.rollout.staleness.buffered == 0
     admitted = [new.rollout.new_group()[0] for _ in range(4)]
     assert [g.prompt.index for g in admitted] == [2, 3, 4, 5]
     assert [g.group_id for g in admitted] == [5, 6, 7, 8]  # new ids: never trained twice
