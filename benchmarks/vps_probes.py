@@ -121,7 +121,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rlkit.data.smollm2 import smollm2_folder
-    from rlkit.runtime.rollout_worker import RolloutWorker
+    from rlkit.runtime.actors.rollout_worker import RolloutWorker
 
     torch.manual_seed(0)
     path = str(smollm2_folder())

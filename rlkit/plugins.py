@@ -34,8 +34,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rlkit.rewards.builtin.length",
     "rlkit.rewards.builtin.code",
     "rlkit.credit.stages",
-    "rlkit.runtime.request_kinds",
-    "rlkit.runtime.strategies",
+    "rlkit.runtime.actors.request_kinds",
+    "rlkit.runtime.controller.strategies",
 )
 METHODS_PACKAGE = "rlkit.methods"
 _BUILTINS_LOADED = False

@@ -7,7 +7,7 @@ policy's mode, a common baseline trick.  It reuses SampleStrategy and changes on
 
 from __future__ import annotations
 
-from rlkit.runtime.strategies import SampleStrategy
+from rlkit.runtime.controller.strategies import SampleStrategy
 
 
 class GreedyFirst(SampleStrategy):

@@ -82,8 +82,8 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_tokens: int = 16
-    # How a prompt becomes a group (rlkit.runtime.strategies): `sample` (G seeded requests) or
-    # a registered name / `path/to/file.py:Class`; `strategy_kw` are its knobs.
+    # How a prompt becomes a group (rlkit.runtime.controller.strategies): `sample` (G seeded
+    # requests) or a registered name / `path/to/file.py:Class`; `strategy_kw` are its knobs.
     strategy: str = "sample"
     strategy_kw: dict[str, Any] = field(default_factory=dict)
     kv_cache_gib: float = 1.0

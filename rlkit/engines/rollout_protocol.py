@@ -1,6 +1,6 @@
 """The rollout engine interface, declared as the rollout worker uses it (vLLM on CPU/GPU, HF).
 
-A rollout worker (rlkit.runtime.rollout_worker) drives its engine through requests: it adds
+A rollout worker (rlkit.runtime.actors.rollout_worker) drives its engine through requests: it adds
 them, steps the engine in its loop, collects the finished ones and aborts stale ones (ROLL
 Flash's queue scheduling); request kinds that need the whole engine (a method's own kind, e.g.
 ReRe's constrained beam search) call `next_token_logprobs` once the engine is idle.  Requests are

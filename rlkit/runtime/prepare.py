@@ -61,7 +61,7 @@ def check_plugins(cfg: RecipeConfig) -> None:
             raise ConfigError("algo.token_hook_kw", str(exc)) from None
     try:
         from rlkit.engines.rollout_protocol import SamplingConfig
-        from rlkit.runtime.strategies import make_strategy
+        from rlkit.runtime.controller.strategies import make_strategy
 
         make_strategy(cfg.rollout.strategy, SamplingConfig(), cfg.seed, cfg.rollout.strategy_kw)
     except (TypeError, ValueError) as exc:

@@ -22,7 +22,7 @@ from rlkit.algos import declared
 from rlkit.algos.registry import ADVANTAGES, LOSS_TERMS, POLICY_LOSSES, TOKEN_HOOKS
 from rlkit.config import ConfigError, RecipeConfig
 from rlkit.credit.pipeline import CREDIT_STAGES, stage_names
-from rlkit.runtime.strategies import ROLLOUT_STRATEGIES
+from rlkit.runtime.controller.strategies import ROLLOUT_STRATEGIES
 
 # Arguments the library itself passes (never a recipe's knob): not listed as accepted knobs.
 SUPPLIED = frozenset(

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def _requests(tag: str, n: int, max_tokens: int, temperature: float = 1.0):
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.request_kinds import SampleRequest
+    from rlkit.runtime.actors.request_kinds import SampleRequest
 
     return [
         SampleRequest(

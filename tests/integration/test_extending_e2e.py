@@ -34,7 +34,7 @@ def _record_finished(monkeypatch) -> list[tuple[int, list[int], int, list[int]]]
     """Record every completion the (real) GreedyFirst strategy gets back, in arrival order:
     (group id, prompt ids, sample index, response ids).  The recipe loads the same class."""
     from rlkit.plugins import PluginLoadError, import_target
-    from rlkit.runtime.strategies import parse_request_id
+    from rlkit.runtime.controller.strategies import parse_request_id
 
     cls = import_target(STRATEGY, STRATEGY.rsplit(":", 1)[0], kind="test", error=PluginLoadError)
     cls = cls.GreedyFirst

@@ -66,7 +66,7 @@ def test_refused_request_is_reported_not_fatal(tiny_model, vllm_worker):
     import ray
 
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.request_kinds import SampleRequest
+    from rlkit.runtime.actors.request_kinds import SampleRequest
 
     too_long = SampleRequest("0:0", [5] * 400, SamplingConfig(max_tokens=4))  # > max_model_len
     fine = SampleRequest("1:0", [5, 6, 7], SamplingConfig(max_tokens=4, seed=1))

@@ -53,7 +53,7 @@ def test_engine_beliefs_equal_packed_and_naive(vllm_worker, tiny_model):
 
 def _requests(tok_eos: int, tag: str, n: int = 3):
     from rlkit.engines.rollout_protocol import SamplingConfig
-    from rlkit.runtime.rollout_worker import SampleRequest
+    from rlkit.runtime.actors.rollout_worker import SampleRequest
 
     cfg = lambda i: SamplingConfig(max_tokens=24, seed=100 + i, ignore_eos=True)  # noqa: E731
     prompts = [[40 + i, 41, 42, 43] for i in range(n)]

@@ -16,8 +16,8 @@ def test_a_fresh_process_finds_method_pieces_by_name_alone():
         """
         import sys
         from rlkit.algos.registry import ADVANTAGES, TOKEN_HOOKS
-        from rlkit.runtime.request_kinds import REQUEST_KINDS
-        from rlkit.runtime.strategies import ROLLOUT_STRATEGIES
+        from rlkit.runtime.actors.request_kinds import REQUEST_KINDS
+        from rlkit.runtime.controller.strategies import ROLLOUT_STRATEGIES
         assert not any(m.startswith("rlkit.methods.") for m in sys.modules)
         assert REQUEST_KINDS["constrained_beam"].exclusive
         assert "constrained_beam" in ROLLOUT_STRATEGIES

@@ -11,7 +11,7 @@ from rlkit.config.loader import config_from_dict
 from rlkit.credit import Services, build_pipeline
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 from rlkit.runtime.controller.groups import Group, Prompt, Sample
-from rlkit.runtime.strategies import make_strategy
+from rlkit.runtime.controller.strategies import make_strategy
 
 EX = "docs/examples"
 

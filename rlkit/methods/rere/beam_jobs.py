@@ -3,7 +3,7 @@
 All beam jobs of one worker `run` call advance together, one `next_token_logprobs` engine pass
 per decoding step for all their live beams (rlkit.methods.rere.beam_search); the worker serves
 them once its in-flight sampling requests have finished (an exclusive kind,
-rlkit.runtime.request_kinds).  The trie is built once per worker process per (catalogue file,
+rlkit.runtime.actors.request_kinds).  The trie is built once per worker process per (catalogue file,
 mtime, response prefix, tokenizer) and cached (`_TRIES`).
 
 Behaviour log-probs: `RecordingBeamSearch` keeps, for every hypothesis, the engine's
@@ -27,7 +27,7 @@ from rlkit.methods.rere.beam_search import (
 )
 from rlkit.methods.rere.item_trie import ItemTrie, format_item
 from rlkit.methods.rere.strategy import BeamCompletion, BeamRequest
-from rlkit.runtime.request_kinds import register_request_kind
+from rlkit.runtime.actors.request_kinds import register_request_kind
 
 
 def load_catalogue(path: str | Path) -> list[str]:

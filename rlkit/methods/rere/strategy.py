@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.runtime.request_kinds import SampleRequest
-from rlkit.runtime.strategies import Outcome, register_rollout_strategy, request_id
+from rlkit.runtime.actors.request_kinds import SampleRequest
+from rlkit.runtime.controller.strategies import Outcome, register_rollout_strategy, request_id
 
 
 @dataclass

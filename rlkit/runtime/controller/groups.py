@@ -1,8 +1,8 @@
 """Groups of samples (one prompt, G responses): the scheduling and staleness unit.
 
-Requests are made by the rollout strategy (rlkit.runtime.strategies) and training samples by the
-credit pipeline (rlkit.credit); both order by group id, so the synchronous loop and the
-asynchronous controller build the very same requests and batches (alpha = 0 reproducible).
+Requests are made by the rollout strategy (rlkit.runtime.controller.strategies) and training
+samples by the credit pipeline (rlkit.credit); both order by group id, so the synchronous loop
+and the asynchronous controller build the very same requests and batches (alpha = 0 reproducible).
 """
 
 from __future__ import annotations

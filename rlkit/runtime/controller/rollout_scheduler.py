@@ -23,7 +23,7 @@ from typing import Any
 from rlkit.runtime.controller.groups import Group, Prompt, Sample
 from rlkit.runtime.controller.prompts import PromptStream
 from rlkit.runtime.controller.staleness import GroupBuffer, StalenessManager
-from rlkit.runtime.strategies import RolloutStrategy, parse_request_id
+from rlkit.runtime.controller.strategies import RolloutStrategy, parse_request_id
 
 
 class RolloutScheduler:

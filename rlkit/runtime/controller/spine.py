@@ -55,7 +55,7 @@ class Spine:
         cores (rlkit.runtime.placement.core_lease)."""
         from rlkit.credit import Services, build_pipeline
         from rlkit.credit.filters import group_filter
-        from rlkit.runtime.strategies import make_strategy
+        from rlkit.runtime.controller.strategies import make_strategy
 
         r = cfg.rollout
         self.cfg, self.workers, self.trainer, self.rewards = cfg, workers, trainer, rewards

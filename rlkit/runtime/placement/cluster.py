@@ -112,9 +112,9 @@ def start_rollout_workers(
     when given (rlkit.runtime.placement.gpus)."""
     import ray
 
+    from rlkit.runtime.actors.rollout_worker import RolloutWorker
     from rlkit.runtime.placement.gpus import in_bundle
     from rlkit.runtime.placement.threads import vllm_cpu_binding
-    from rlkit.runtime.rollout_worker import RolloutWorker
 
     threads = max(1, int(cpus)) if threads is None else threads
     actor = ray.remote(num_cpus=cpus, runtime_env={"env_vars": actor_env()})(RolloutWorker)

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
-from rlkit.runtime.engine_loop import EngineLoopFailed
-from rlkit.runtime.request_kinds import SampleRequest
-from rlkit.runtime.rollout_worker import RolloutWorker
+from rlkit.runtime.actors.engine_loop import EngineLoopFailed
+from rlkit.runtime.actors.request_kinds import SampleRequest
+from rlkit.runtime.actors.rollout_worker import RolloutWorker
 
 
 class StepEngine:

@@ -6,7 +6,7 @@ from rlkit.config.loader import config_from_dict
 from rlkit.credit import Services, build_pipeline
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 from rlkit.runtime.controller.groups import Group, Prompt, Sample
-from rlkit.runtime.strategies import SampleStrategy
+from rlkit.runtime.controller.strategies import SampleStrategy
 
 
 def _group(gid: int, rewards: list[float], fields=None) -> Group:

@@ -10,8 +10,8 @@ import pytest
 
 from rlkit.algos.registry import UnknownNameError
 from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
-from rlkit.runtime.request_kinds import REQUEST_KINDS, register_request_kind
-from rlkit.runtime.rollout_worker import RolloutWorker
+from rlkit.runtime.actors.request_kinds import REQUEST_KINDS, register_request_kind
+from rlkit.runtime.actors.rollout_worker import RolloutWorker
 from tests.unit.runtime.test_engine_loop import StepEngine, req
 
 SEEN: list[tuple[int, list[str]]] = []  # (requests in flight when served, ids served)

@@ -87,8 +87,8 @@ def test_run_state_round_trip_keeps_the_accounting():
     from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
     from rlkit.runtime.controller.spine import Spine
     from rlkit.runtime.controller.step_recorder import StepRecorder
+    from rlkit.runtime.controller.strategies import make_strategy
     from rlkit.runtime.controller.worker_restarts import WorkerRestarts
-    from rlkit.runtime.strategies import make_strategy
 
     def scheduler():
         strategy = make_strategy("sample", SamplingConfig(max_tokens=4), 0, {})

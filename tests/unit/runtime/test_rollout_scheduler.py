@@ -15,7 +15,7 @@ from rlkit.engines.vllm_engine import FinishedRequest
 from rlkit.rewards.types import RewardResult
 from rlkit.runtime.controller.groups import Prompt
 from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
-from rlkit.runtime.strategies import SampleStrategy
+from rlkit.runtime.controller.strategies import SampleStrategy
 
 
 class FakeRewards:

@@ -19,11 +19,11 @@ from rlkit.methods.rere.item_trie import ItemTrie
 from rlkit.methods.rere.rewards import rere_rank, rere_rule
 from rlkit.methods.rere.strategy import BeamCompletion, BeamRequest, ConstrainedBeamStrategy
 from rlkit.rewards.types import RewardResult
+from rlkit.runtime.actors.request_kinds import REQUEST_KINDS, SampleRequest
+from rlkit.runtime.actors.rollout_worker import RolloutWorker
 from rlkit.runtime.controller.groups import Group, Prompt
 from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
-from rlkit.runtime.request_kinds import REQUEST_KINDS, SampleRequest
-from rlkit.runtime.rollout_worker import RolloutWorker
-from rlkit.runtime.strategies import make_strategy
+from rlkit.runtime.controller.strategies import make_strategy
 
 TITLES = ["Alien", "Aliens", "Heat", "Ran", "Rain Man", "Up", "Babe", "Big", "Brazil", "Clue"]
 

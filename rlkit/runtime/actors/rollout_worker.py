@@ -1,17 +1,17 @@
 """The rollout worker: a Ray actor holding one rollout engine and serving per-sample requests.
 
-The engine steps continuously in the worker's own loop (rlkit.runtime.engine_loop): a background
-thread steps it whenever it has unfinished requests, and finished requests wait in an outbox.
-The controller keeps at most one `run` call outstanding per worker; a call adds new requests,
-aborts the ones that became too stale, and returns the outbox once something finished or a short
-deadline passed, so the engine also generates while the controller polls rewards or trains.
+The engine steps continuously in the worker's own loop (rlkit.runtime.actors.engine_loop): a
+background thread steps it whenever it has unfinished requests, and finished requests wait in an
+outbox.  The controller keeps at most one `run` call outstanding per worker; a call adds new
+requests, aborts the ones that became too stale, and returns the outbox once something finished or a
+short deadline passed, so the engine also generates while the controller polls rewards or trains.
 
 The actor's methods stay single-threaded (max_concurrency 1): Ray runs them in order, so a
 `load_weights` sent after a `run` takes effect between two engine steps, before any later
 request is added, and every request keeps the policy version it was added under.  Every method
 takes the engine from the loop (`EngineLoop.hold`), which pauses stepping for its duration.
 
-Every request has a kind (rlkit.runtime.request_kinds): sampling and prefill-only scoring
+Every request has a kind (rlkit.runtime.actors.request_kinds): sampling and prefill-only scoring
 (`score`, the answer probes) are requests of the same loop; a kind that needs the engine to
 itself (a method's own, e.g. ReRe's beam jobs) is served once the in-flight requests have
 finished.  Outputs of requests that finish meanwhile stay in the outbox for the next `run`,
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlkit.engines.rollout_protocol import FinishedRequest, SamplingConfig
-from rlkit.runtime.engine_loop import EngineLoop
-from rlkit.runtime.request_kinds import REQUEST_KINDS, SampleRequest, ScoreRequest
+from rlkit.runtime.actors.engine_loop import EngineLoop
+from rlkit.runtime.actors.request_kinds import REQUEST_KINDS, SampleRequest, ScoreRequest
 
 GRACE_S = 0.01  # after a first finish, `run` waits this long (from its start) for batch-mates
 
@@ -36,7 +36,7 @@ def _left(until: float) -> float:
 
 
 class RolloutWorker:
-    """Plain class; `ray.remote(RolloutWorker)` makes the actor (see runtime.cluster)."""
+    """Plain class; `ray.remote(RolloutWorker)` makes the actor (runtime.placement.cluster)."""
 
     def __init__(
         self,
@@ -46,10 +46,10 @@ class RolloutWorker:
         threads: int = 1,
         vllm_bind: str | None = None,
     ):
-        """`threads`: torch threads while generating (rlkit.runtime.placement), in the actor's
-        thread and the engine loop's; `vllm_bind`: the CPUs a vLLM CPU engine binds its OpenMP
-        threads to (`VLLM_CPU_OMP_THREADS_BIND`, read when the engine starts; a value set by the
-        user wins)."""
+        """`threads`: torch threads while generating (rlkit.runtime.placement.threads), in the
+        actor's thread and the engine loop's; `vllm_bind`: the CPUs a vLLM CPU engine binds its
+        OpenMP threads to (`VLLM_CPU_OMP_THREADS_BIND`, read when the engine starts; a value set by
+        the user wins)."""
         import os
 
         import torch
@@ -138,7 +138,7 @@ class RolloutWorker:
         return version
 
     def sleep(self) -> None:
-        """GPU hybrid engine: release the GPU to the trainer (rlkit.runtime.hybrid)."""
+        """GPU hybrid engine: release the GPU to the trainer (rlkit.runtime.placement.hybrid)."""
         with self.loop.hold() as engine:
             engine.sleep()
 

@@ -27,7 +27,7 @@ class EngineLoop:
 
     def __init__(self, engine: Any, threads: int | None = None, idle_poll_s: float = 1.0):
         """`threads`: torch threads of the stepping thread (the worker's own count, from
-        rlkit.runtime.placement); `idle_poll_s`: how often an idle loop looks again without
+        rlkit.runtime.placement.threads); `idle_poll_s`: how often an idle loop looks again without
         being woken (methods wake it when they release the engine)."""
         self.engine = engine
         self.cond = threading.Condition()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from rlkit.algos.registry import Registry
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
-from rlkit.runtime.request_kinds import SampleRequest
+from rlkit.runtime.actors.request_kinds import SampleRequest
 
 ROLLOUT_STRATEGIES: Registry = Registry("rollout strategy")
 

@@ -1,6 +1,6 @@
 """Request kinds: what a rollout worker can run, looked up by name like every other plug-in.
 
-A request carries its `kind`; the worker (rlkit.runtime.rollout_worker) hands each kind's new
+A request carries its `kind`; the worker (rlkit.runtime.actors.rollout_worker) hands each kind's new
 requests to that kind's `serve(engine, requests)`:
 
 - streaming kinds (`exclusive=False`) start engine requests (`engine.add`) that the worker's
