@@ -43,6 +43,10 @@ class Completion:
     logprobs: list[float]
     text: str = ""
     finish_reason: str = "stop"  # "stop" | "length" | "abort" | "error"
+    # Multi-turn trajectories: 1 per response token the model wrote, 0 per token an environment
+    # wrote (never trained; their `logprobs` entries are 0.0).  None: every token is the model's.
+    loss_mask: list[int] | None = None
+    turns: int = 1  # model turns in the response
 
 
 @dataclass
