@@ -9,8 +9,8 @@ numerically the plain transformers forward. What it returns:
   `logprobs_mode="raw_logprobs"` reports the same quantity).
 - `next_token_logprobs`: the full-vocabulary log-softmax of the next token per prefix (one
   batched forward over all prefixes, equal-length rows together, no KV cache: correct but
-  quadratic in the prefix length when a caller extends prefixes token by token, as beam search
-  does).
+  quadratic in the prefix length when a caller extends prefixes token by token, as a
+  step-by-step search does).
 - `score`: one prefill forward, log_softmax gathered at the given tokens.
 - `load_weights`: `safetensors.torch.load(bytes)` of a full state dict.
 """

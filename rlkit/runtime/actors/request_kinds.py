@@ -10,7 +10,7 @@ requests to that kind's `serve(engine, requests)`:
 - exclusive kinds need the engine to themselves (a search that scores prefixes step by step
   with `engine.next_token_logprobs`); the worker serves them once the in-flight requests have
   finished (their outputs are kept) and `serve` returns every request it finished.  A method
-  registers its own, e.g. ReRe's constrained beam search (rlkit.methods.rere).
+  registers its own (docs/architecture.md, "Request kinds", lists the shipped ones).
 
 Register with `@register_request_kind(name, exclusive=...)`; the module goes in
 `rlkit.plugins.BUILTIN_MODULES` or a method package (built-ins), or is imported by the user code

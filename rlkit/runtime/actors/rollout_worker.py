@@ -13,7 +13,7 @@ takes the engine from the loop (`EngineLoop.hold`), which pauses stepping for it
 
 Every request has a kind (rlkit.runtime.actors.request_kinds): sampling and prefill-only scoring
 (`score`, the answer probes) are requests of the same loop; a kind that needs the engine to
-itself (a method's own, e.g. ReRe's beam jobs) is served once the in-flight requests have
+itself (a method's own) is served once the in-flight requests have
 finished.  Outputs of requests that finish meanwhile stay in the outbox for the next `run`,
 never lost.  The worker knows no kind by name but the two it builds itself.
 """

@@ -5,7 +5,7 @@ A strategy turns a group into requests for the worker's request loop and turns e
 request back into samples of the group.  `sample` (the default) is one seeded request per sample
 with per-sample rewards started the moment each finishes (ROLL Flash queue scheduling).  A
 strategy whose one request yields the whole group (a request of a method's own kind, e.g. a
-beam search whose beams are the group) or that needs the whole group to score it (a ranking
+search whose results are the group) or that needs the whole group to score it (a ranking
 reward) sets `reward_scope = "group"`: rewards are then asked for once the group is complete, in
 one call, so batch reward functions see all of it.
 A multi-turn strategy is one more implementation: `on_finished` may return no samples and new
