@@ -3,7 +3,7 @@
 A rollout worker (rlkit.runtime.actors.rollout_worker) drives its engine through requests: it adds
 them, steps the engine in its loop, collects the finished ones and aborts stale ones (ROLL
 Flash's queue scheduling); request kinds that need the whole engine (a method's own kind, e.g.
-a search that scores prefixes step by step) call `next_token_logprobs` once it is idle.  Requests are
+a search scoring prefixes step by step) call `next_token_logprobs` once it is idle.  Requests are
 token ids, so the caller owns tokenisation and chat templates.  Nothing here knows a method.
 
 `VLLMEngine` implements it directly; `HFEngine` through `BatchRequestAdapter`.  The GPU-only

@@ -7,7 +7,7 @@ Three kinds of check, each failure one ConfigError naming the recipe key:
   group splits it;
 - knobs: every `*_kw` dict fits the signature of the callable it goes to.  A callable taking
   `**kw` accepts anything, unless it declares where those knobs go (`forwards_kw_to(kw) ->
-  callable`: the `policy` term to its policy loss, an estimator to the one it wraps).  Reward kwargs are
+  callable`: the `policy` term to its loss, an estimator to the one it wraps).  Reward kwargs are
   checked the same way: the reward runner drops keywords a reward does not take, so a typo
   there would otherwise be silent.
 """
