@@ -188,12 +188,17 @@ def direction(steps: int) -> None:
         print(f"final_accuracy_{name} (mean of last 5 steps): {acc:.3f}")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", nargs="?", default="memory", choices=["memory", "direction"])
     ap.add_argument("--one", choices=["full", "mini"])
     ap.add_argument("--steps", type=int, default=20)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.one:
         print(json.dumps(measure_one(args.one)))
     elif args.mode == "memory":

@@ -296,7 +296,8 @@ def _exact_rss_malloc() -> None:
         os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=["step", "effect", "all"], default="step")
     ap.add_argument("--lengths", type=int, nargs="+", default=[512, 1024])
@@ -305,7 +306,11 @@ def main() -> None:
     ap.add_argument("--sft-steps", type=int, default=500)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_attention_credit")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.part in ("step", "all"):
         _exact_rss_malloc()
         run_step_bench(args.lengths, args.reps)

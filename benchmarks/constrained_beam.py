@@ -134,7 +134,8 @@ def compare(ours, ref) -> tuple[int, int]:
     return same, score_off
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="default: SmolLM2-135M-Instruct (cached)")
     p.add_argument("--data", default=None, help="ml-100k folder (default: cache / recbole)")
@@ -142,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beams", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--block-size", type=int, default=32, help="vLLM KV block size (CPU: 32k)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
 
     from transformers import AutoTokenizer
 

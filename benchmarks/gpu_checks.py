@@ -117,7 +117,8 @@ def beam_section(model_dir: Path, data: Path, device: str, users: int, beams: in
     print(f"speedup_vs_hf: {t_hf / t_ours:.2f}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model-files", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beams", type=int, default=16)
     p.add_argument("--out", type=Path, default=Path("/tmp/rlkit_gpu_model"))
     p.add_argument("--only", choices=["vps", "beam"], default=None)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     import torch
 
     name = torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu"

@@ -199,7 +199,8 @@ def have_trl() -> bool:
     return True
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     p = argparse.ArgumentParser()
     p.add_argument("--one", default=None)
     for name, default in (
@@ -216,7 +217,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-6)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--placement", default="auto", help="auto | colocated | disaggregated")
-    a = p.parse_args()
+    return p
+
+
+def main() -> None:
+    a = build_parser().parse_args()
     if a.one:
         res = one_trl(a) if a.one == "trl" else one_rlkit(a, *_mode(a.one))
         print("RESULT " + json.dumps(res))

@@ -223,7 +223,8 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--model", choices=["smollm2-config"], default="smollm2-config")
@@ -237,7 +238,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--attn", default="auto", help="auto | sdpa | eager | flash_attention_2")
     ap.add_argument("--packed-mask", choices=["native", "explicit"], default="native")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.device == "cpu" and os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
         os.environ.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
         os.execv(sys.executable, [sys.executable, *sys.argv])

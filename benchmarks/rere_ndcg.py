@@ -131,7 +131,8 @@ def compare(cfg: Any, run_dir: Path, data_dir: Path, train_s: float | None) -> d
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["prepare", "run", "compare", "convert"])
     p.add_argument("paths", nargs="*", help="prepare: OUT_DIR; convert: SRC.csv DST.jsonl")
@@ -141,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-rows", type=int, default=64)
     p.add_argument("--response-prefix", default="")
     p.add_argument("-o", "--overrides", action="append", default=[], help="recipe key=value")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.command == "prepare":
         out = args.paths[0] if args.paths else "runs/rere_ml100k_data"

@@ -107,11 +107,16 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--prepare", type=Path, help="only write the task data and SFT model here")
     ap.add_argument("--steps", type=int, default=30)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.prepare:
         print(prepare(args.prepare))
         return

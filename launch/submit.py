@@ -48,7 +48,7 @@ DEFAULT_ENV = {"TOKENIZERS_PARALLELISM": "false"}
 DONE_LINE = re.compile(r"\[rlkit\] done: .*metrics (\S+)")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     """Command line: recipe and overrides as for `rlkit train`, plus submission options."""
     p = argparse.ArgumentParser(prog="python -m launch.submit", description=__doc__.split("\n")[0])
     p.add_argument("recipe", help="YAML recipe inside the working dir (recipes/quickstart.yaml)")
@@ -88,7 +88,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
     p.add_argument("--dry-run", action="store_true", help="print the command, submit nothing")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """As `rlkit train`: overrides may come before or after the options."""
+    return build_parser().parse_intermixed_args(argv)
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""`rlkit train RECIPE [--seeds N] [key=value ...]`, `rlkit eval ...`, `rlkit compare ...`."""
+"""`rlkit train RECIPE [--seeds N] [key=value ...]`, `rlkit eval ...`, `rlkit compare ...`.
+
+Every subcommand parses with `parse_intermixed_args`: positionals (a recipe's dotted
+overrides, compare's group folders) may come before, between or after the options.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ if TYPE_CHECKING:
     from rlkit.config import RecipeConfig
 
 
-def _train(argv: list[str]) -> int:
-    from rlkit.config import ConfigError, load_recipe
-
+def train_parser() -> argparse.ArgumentParser:
+    """The parser of `rlkit train` (parse with `parse_intermixed_args`: overrides may come
+    before or after the options, e.g. `rlkit train RECIPE --resume DIR key=value`)."""
     parser = argparse.ArgumentParser(prog="rlkit train", description="Run a YAML recipe.")
     parser.add_argument("recipe", help="path to a YAML recipe, e.g. recipes/quickstart.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides: trainer.lr=1e-5")
@@ -30,8 +34,13 @@ def _train(argv: list[str]) -> int:
         metavar="N",
         help="run N seeds one after another as runs/NAME/seed_K (seed = recipe seed + K)",
     )
-    # intermixed: `rlkit train RECIPE --resume DIR key=value` (overrides after the option)
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def _train(argv: list[str]) -> int:
+    from rlkit.config import ConfigError, load_recipe
+
+    args = train_parser().parse_intermixed_args(argv)
     if args.seeds is not None and (args.seeds < 1 or args.resume):
         print(
             "rlkit: --seeds takes N >= 1 and no --resume (resume each seed with resume=auto)",
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(
             "usage: rlkit {train,eval,compare} ...\n"
-            "  rlkit train RECIPE [--seeds N] [key=value ...]\n"
+            "  rlkit train RECIPE [--resume RUN_DIR | --seeds N] [key=value ...]\n"
             "  rlkit eval --suite S (--model DIR | --predictions FILE) --data FILE --out DIR\n"
             "  rlkit compare GROUP_DIR [GROUP_DIR ...] --metric NAME [--last K] --out DIR"
         )

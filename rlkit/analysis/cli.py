@@ -16,7 +16,7 @@ from rlkit.analysis.plot import plot_curves
 from rlkit.analysis.runs import CompareError, group_name, group_runs, metric_series
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rlkit compare",
         description="Final metric of groups of runs (seeds) with 95% confidence intervals.",
@@ -41,7 +41,7 @@ def _report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # group dirs before or after options
     if args.last < 1:
         print(f"rlkit compare: --last must be at least 1, got {args.last}", file=sys.stderr)
         return 2

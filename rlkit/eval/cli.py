@@ -172,7 +172,7 @@ def _publish(tmp: Path, out: Path) -> None:
 def main(argv: list[str]) -> int:
     """Run `rlkit eval` with `argv` (without the 'eval' word); returns the exit status."""
     try:
-        a = build_parser().parse_args(argv)
+        a = build_parser().parse_intermixed_args(argv)
     except SystemExit as e:  # argparse already printed its message
         return int(e.code or 0)
     try:
