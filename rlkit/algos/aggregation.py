@@ -37,8 +37,10 @@ AGG_MODES: tuple[str, ...] = (
 
 def global_normalizers(response_lengths: Sequence[int], max_len: int) -> dict[str, float]:
     """The normalisers of one optimizer step to pass to :func:`aggregate` with every
-    micro-batch's share: ``num_tokens`` (response tokens of all its samples), ``num_seqs`` (its
-    samples) and ``max_len`` (the rollout's token limit, for ``seq-mean-token-sum-norm``)."""
+    micro-batch's share: ``num_tokens`` (the trained response tokens of all its samples, i.e.
+    each sample's ``TrainSample.num_trained``: environment tokens of multi-turn samples are not
+    counted, as the mask leaves them out of every numerator), ``num_seqs`` (its samples) and
+    ``max_len`` (the rollout's token limit, for ``seq-mean-token-sum-norm``)."""
     return {
         "num_tokens": float(sum(response_lengths)),
         "num_seqs": float(len(response_lengths)),

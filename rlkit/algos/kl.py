@@ -41,10 +41,15 @@ def kl_token_penalties(samples: list, kind: str, beta: float) -> list[list[float
     trainer's recomputed old log-probs, equal on-policy up to numerics).  Outcome estimators
     (GRPO family) see the sequence reward R − β·Σ_t k_t, as verl's `apply_kl_penalty` followed by
     a token sum; GAE sees the token rewards (rlkit.credit.stages: `kl_in_reward`, `advantage`).
+    Environment tokens (a sample's `loss_mask` 0) have no behaviour log-prob and are not the
+    policy's: their penalty is 0.
     """
     out = []
     for s in samples:
         lp = torch.tensor([s.behavior_logprobs], dtype=torch.float64)
         ref = torch.tensor([s.ref_logprobs], dtype=torch.float64)
-        out.append((beta * kl_penalty(kind, lp, ref))[0].tolist())
+        pen = beta * kl_penalty(kind, lp, ref)[0]
+        if s.loss_mask is not None:
+            pen = pen * torch.tensor(s.loss_mask, dtype=torch.float64)
+        out.append(pen.tolist())
     return out

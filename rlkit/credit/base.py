@@ -24,11 +24,12 @@ class CreditBatch:
     """One training step's groups being turned into samples.
 
     `samples` are in group-id order (group 0's samples first); `rewards`, `group_ids` are [B];
-    `mask` is [B, T] over response tokens (T = longest response).  Stages fill `values`
-    ([M, B, T] critic values), `token_penalties` (β·KL per token, KL in the reward),
-    `estimator_kw` (extra inputs of the advantage estimator, e.g. VPS beliefs), the samples'
-    streams, `stats` (logged) and `extra_refs` (Ray refs the step must wait for, e.g. the
-    critic update)."""
+    `mask` is [B, T] over response tokens (T = longest response): True on the tokens that are
+    trained, False on environment tokens (a completion's `loss_mask` 0) and past the end.
+    Stages fill `values` ([M, B, T] critic values), `token_penalties` (β·KL per token, KL in
+    the reward), `estimator_kw` (extra inputs of the advantage estimator, e.g. VPS beliefs), the
+    samples' streams, `stats` (logged) and `extra_refs` (Ray refs the step must wait for, e.g.
+    the critic update)."""
 
     groups: list
     samples: list[TrainSample]

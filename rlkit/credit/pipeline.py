@@ -58,16 +58,27 @@ def build_pipeline(cfg: Any, services: Services) -> CreditPipeline:
 
 
 def new_batch(groups: list) -> CreditBatch:
-    """Samples of complete groups in group-id order, with the batch's reward statistics."""
+    """Samples of complete groups in group-id order, with the batch's reward statistics.
+
+    The batch mask is each sample's trained mask (its completion's `loss_mask`: environment
+    tokens 0) over its response, False past its end: every stage that reads `batch.mask` leaves
+    environment tokens out."""
     groups = sorted(groups, key=lambda g: g.group_id)
     flat = [(g, g.samples[j]) for g in groups for j in range(g.size)]
     samples = [
-        TrainSample(g.prompt.token_ids, s.completion.token_ids, s.completion.logprobs)
+        TrainSample(
+            g.prompt.token_ids,
+            s.completion.token_ids,
+            s.completion.logprobs,
+            loss_mask=s.completion.loss_mask,
+        )
         for g, s in flat
     ]
     lengths = [len(s.response_ids) for s in samples]
     width = max(lengths)
-    mask = torch.tensor([[t < n for t in range(width)] for n in lengths], dtype=torch.bool)
+    mask = torch.zeros((len(samples), width), dtype=torch.bool)
+    for i, s in enumerate(samples):
+        mask[i, : lengths[i]] = torch.tensor(s.trained_mask(), dtype=torch.bool)
     rewards = torch.tensor([s.reward for _, s in flat], dtype=torch.float32)
     gids = torch.tensor([g.group_id for g, _ in flat])
     batch = CreditBatch(groups, samples, rewards, gids, mask)

@@ -7,8 +7,15 @@ log-probs and entropy of a micro-batch).
 
 Layout: each row is prompt ⊕ response, right-padded to the longest row.  Per-token tensors are
 aligned with the *targets* (positions 1..L-1 of the row), so `response_mask[i, t]` marks the
-positions whose target token belongs to the response; the rollout engine's logprobs and the
-advantages are scattered to the same positions.
+positions whose target token is a *trained* response token; the rollout engine's logprobs and
+the advantages are scattered to the same positions.
+
+Loss mask.  A multi-turn response interleaves model turns and environment turns (tool output,
+user messages: rlkit.engines.rollout_protocol.Completion.loss_mask).  Environment tokens stay in
+the row (they are the context the later model tokens were generated in) but their
+`response_mask` entry is 0, so every consumer of the mask (policy loss, KL, entropy, the
+aggregation normalisers, value loss, token hooks) leaves them out, as verl's `response_mask`
+(1 = model token, 0 = tool token) does.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ class TrainSample:
     `advantages` always; `ref_logprobs`, `old_logprobs`, loss weights (`adv_weight`) and masks
     (`adv_mask`, `entropy_mask`) when a credit stage or trainer hook produces them.  The trainer
     collates them by name without knowing which algorithm made them.
+
+    `loss_mask`: one 0/1 per response token, 0 for the tokens an environment wrote (never
+    trained; their `behavior_logprobs` entries are placeholders); None = every token is the
+    model's.
     """
 
     prompt_ids: list[int]
@@ -37,9 +48,26 @@ class TrainSample:
     behavior_logprobs: list[float]
     advantage: InitVar[float | list[float]] = 0.0
     streams: dict[str, float | list[float]] = field(default_factory=dict)
+    loss_mask: list[int] | None = None
 
     def __post_init__(self, advantage: float | list[float]) -> None:
         self.streams.setdefault(ADVANTAGES, advantage)
+        if self.loss_mask is not None:
+            if len(self.loss_mask) != len(self.response_ids):
+                raise ValueError(
+                    f"loss_mask has {len(self.loss_mask)} entries for "
+                    f"{len(self.response_ids)} response tokens"
+                )
+            self.loss_mask = [int(bool(m)) for m in self.loss_mask]
+
+    def trained_mask(self) -> list[int]:
+        """1 per response token that is trained (the model's), 0 per environment token."""
+        return [1] * len(self.response_ids) if self.loss_mask is None else list(self.loss_mask)
+
+    @property
+    def num_trained(self) -> int:
+        """Response tokens that are trained: the token count the loss normalisers use."""
+        return len(self.response_ids) if self.loss_mask is None else sum(self.loss_mask)
 
     @property
     def ref_logprobs(self) -> list[float] | None:
@@ -54,7 +82,8 @@ def collate(samples: list[TrainSample], pad_id: int = 0) -> dict[str, torch.Tens
     """Pad samples into input_ids/attention_mask [b, L] and target-aligned [b, L-1] tensors.
 
     Every stream becomes a [b, L-1] tensor of the same name, zero outside the response; all
-    samples of one batch must carry the same stream names."""
+    samples of one batch must carry the same stream names.  `response_mask` is each sample's
+    `trained_mask()`: 0 on prompt, padding and environment tokens."""
     b = len(samples)
     L = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
     names = sorted(samples[0].streams)
@@ -71,7 +100,7 @@ def collate(samples: list[TrainSample], pad_id: int = 0) -> dict[str, torch.Tens
         input_ids[i, : len(row)] = torch.tensor(row)
         attn[i, : len(row)] = 1
         lo, hi = len(s.prompt_ids) - 1, len(row) - 1  # target positions of the response
-        frame["response_mask"][i, lo:hi] = 1.0
+        frame["response_mask"][i, lo:hi] = torch.tensor(s.trained_mask(), dtype=torch.float32)
         frame["behavior_logprobs"][i, lo:hi] = torch.tensor(
             s.behavior_logprobs[: hi - lo], dtype=torch.float32
         )

@@ -15,6 +15,11 @@ signs). Per response (docs/algorithms.md §4), with e = amp − 1 (0.5 in the pa
 n_top = max(1, ⌊top_frac·n⌋) for a response of n tokens; ties in the ranking go to the earlier
 token. Defaults: τ_waad = median WAAD of the response (mean of the two middle values for even n),
 τ_Δ = the preplan threshold (smallest Δ among the response's preplan tokens). Non-response γ = 1.
+
+Multi-turn responses: "response tokens" are the model's (the response mask is 0 on environment
+tokens): only they are ranked, counted in n and get γ; environment tokens keep γ = 1 (they are
+masked out of the loss anyway).  Δ is taken between consecutive tokens of one model turn: the
+last token of every model turn has Δ = 0, as the last response token does.
 """
 
 from __future__ import annotations
@@ -60,10 +65,16 @@ def _top_positions(score: Tensor, top_frac: float) -> Tensor:
     return chosen
 
 
-def _row_delta(waad_row: Tensor) -> Tensor:
-    """Δ over one response's WAAD values in position order; the last token's Δ is 0."""
+def _row_delta(waad_row: Tensor, pos: Tensor | None = None) -> Tensor:
+    """Δ over one response's WAAD values in position order; the last token's Δ is 0, and so is
+    that of a token whose successor is not next to it (``pos``: the tokens' positions; a gap is
+    an environment turn between two model turns)."""
     delta = torch.zeros_like(waad_row)
     delta[:-1] = (waad_row[:-1] - waad_row[1:]).abs()
+    if pos is not None and pos.numel() > 1:
+        gap = torch.zeros_like(delta, dtype=torch.bool)
+        gap[:-1] = pos[1:] != pos[:-1] + 1
+        delta = torch.where(gap, torch.zeros_like(delta), delta)
     return delta
 
 
@@ -92,12 +103,12 @@ def _coupled_row(
     return gamma
 
 
-def _row_gamma(w: Tensor, f: Tensor, strategy: str, g: GammaKnobs) -> Tensor:
-    """γ over one response's tokens (compact vectors w = WAAD, f = FAI)."""
+def _row_gamma(w: Tensor, f: Tensor, strategy: str, g: GammaKnobs, pos: Tensor) -> Tensor:
+    """γ over one response's tokens (compact vectors w = WAAD, f = FAI at positions ``pos``)."""
     e = g.amp - 1.0
     if strategy == "anchor":
         return 1.0 + e * _top_positions(f, g.top_frac).to(w.dtype)
-    delta = _row_delta(w)
+    delta = _row_delta(w, pos)
     preplan = _top_positions(delta, g.top_frac)
     if strategy == "preplan":
         return 1.0 + e * preplan.to(w.dtype)
@@ -130,7 +141,7 @@ def attention_gammas(
     for b in range(waad.shape[0]):
         pos = mask[b].nonzero().squeeze(1)
         if pos.numel():
-            gammas[b, pos] = _row_gamma(waad[b, pos], fai[b, pos], strategy, g)
+            gammas[b, pos] = _row_gamma(waad[b, pos], fai[b, pos], strategy, g, pos)
     return gammas
 
 
@@ -143,7 +154,7 @@ def token_sets(
     for b in range(waad.shape[0]):
         pos = mask[b].nonzero().squeeze(1)
         if pos.numel():
-            pre[b, pos] = _top_positions(_row_delta(waad[b, pos].float()), top_frac)
+            pre[b, pos] = _top_positions(_row_delta(waad[b, pos].float(), pos), top_frac)
             anc[b, pos] = _top_positions(fai[b, pos].float(), top_frac)
     return pre, anc
 

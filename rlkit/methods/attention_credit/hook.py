@@ -14,7 +14,9 @@ the trainer's streams are *target-aligned* [b, L-1] (position t predicts input t
 ``response_mask[i, t] = 1`` for t in [len(prompt)-1, len(prompt)+len(response)-1)). Hence the
 response start of row i is (first t with response_mask 1) + 1 and ``adv_weight[:, t] =
 γ[:, t+1]``. Outside the response ``adv_weight`` is **1.0** (neutral; the advantages are 0 there
-and the loss mask excludes those positions anyway).
+and the loss mask excludes those positions anyway).  Environment tokens of a multi-turn response
+have ``response_mask`` 0: they are context for the attention signals but get no γ of their own
+(1.0) and take no part in the ranking (rlkit.methods.attention_credit.gammas).
 
 Several forwards per step (``mini_batches`` / ``ppo_epochs`` > 1): γ is recomputed on every
 training forward from that forward's attention, i.e. the first epoch sees the policy that sampled

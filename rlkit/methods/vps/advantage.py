@@ -14,6 +14,10 @@ This module turns beliefs into token advantages:
 std is Bessel's; a group with fewer than 2 segments in all has Δ̂ = 0. λ = 0.5, c = 1, ε_Δ = 1e-6
 (defaults; the paper's exact rules are not public). Responses without beliefs (no gold answer)
 get plain GRPO and stay out of the group's Δ statistics.
+
+Multi-turn responses: a segment without a model token (an environment turn, all `mask` 0) is
+not the policy's progress: its Δ stays out of the group's statistics, its Δ̂ is 0 (so "future"
+sums only model segments) and its tokens, being masked, get no advantage.
 """
 
 from __future__ import annotations
@@ -56,28 +60,46 @@ def normalized_progress(
     group_ids: GroupIds,
     *,
     delta_eps: float = 1e-6,
+    keep: Sequence[Sequence[bool]] | None = None,
 ) -> list[list[float]]:
     """Δ̂_{i,k}: progress standardised over all segments of the responses of one group.
 
     Mean and Bessel std over every Δ of the group; a group with fewer than 2 segments in all
-    gets Δ̂ = 0. Rows without beliefs give [].
+    gets Δ̂ = 0. Rows without beliefs give []. ``keep[i][k]`` False (an environment segment,
+    :func:`rlkit.methods.vps.segments.model_segments`): Δ_{i,k} is left out of the statistics
+    and Δ̂_{i,k} = 0.
     """
     deltas = _progress(beliefs, segment_ends)
+    kept = _kept(deltas, keep)
     gidx = group_index(group_ids, len(deltas)).tolist()
     pooled: dict[int, list[float]] = {}
-    for g, d in zip(gidx, deltas):
-        pooled.setdefault(g, []).extend(d)
+    for g, d, k in zip(gidx, deltas, kept):
+        pooled.setdefault(g, []).extend(x for x, on in zip(d, k) if on)
     stats = {}
     for g, xs in pooled.items():
         t = torch.tensor(xs, dtype=torch.float64)
         stats[g] = (float(t.mean()), float(t.std())) if len(xs) >= 2 else None
     out = []
-    for g, d in zip(gidx, deltas):
+    for g, d, k in zip(gidx, deltas, kept):
         if stats[g] is None:
             out.append([0.0] * len(d))
         else:
             mu, sd = stats[g]
-            out.append([(x - mu) / (sd + delta_eps) for x in d])
+            out.append([(x - mu) / (sd + delta_eps) if on else 0.0 for x, on in zip(d, k)])
+    return out
+
+
+def _kept(deltas: list[list[float]], keep: Sequence[Sequence[bool]] | None) -> list[list[bool]]:
+    """Per row and segment: does its Δ count (all of them when ``keep`` is None)."""
+    if keep is None:
+        return [[True] * len(d) for d in deltas]
+    if len(keep) != len(deltas):
+        raise ValueError(f"{len(keep)} keep rows for {len(deltas)} belief rows")
+    out = []
+    for i, (d, k) in enumerate(zip(deltas, keep)):
+        if d and len(k) != len(d):
+            raise ValueError(f"row {i}: {len(k)} keep flags for {len(d)} segments")
+        out.append([bool(x) for x in k] if d else [])
     return out
 
 
@@ -109,15 +131,17 @@ def grpo_vps_advantage(
     """GRPO-VPS token advantages [B, T] (formula: module docstring).
 
     ``mask`` [B, T]: column t is response token offset t (segment k covers offsets
-    [b_{k−1}, b_k)); masked tokens get 0; valid tokens past b_K get plain GRPO. ``grpo_kw``
-    (``epsilon``, ``std_scale``) go to the "grpo" estimator that gives A_i^GRPO.
+    [b_{k−1}, b_k)); masked tokens get 0; valid tokens past b_K get plain GRPO; a segment with
+    no valid token (an environment turn) gets no credit and stays out of the Δ statistics.
+    ``grpo_kw`` (``epsilon``, ``std_scale``) go to the "grpo" estimator that gives A_i^GRPO.
     """
     check_choice("vps mode", mode, VPS_MODES)
     if mask is None or mask.dim() != 2 or mask.shape[0] != rewards.shape[0]:
         raise ValueError("grpo_vps needs mask [B, T] with B = len(rewards)")
     grpo_kw.pop("values", None)
     base = grpo_advantage(rewards=rewards, group_ids=group_ids, **grpo_kw)
-    dhat = normalized_progress(beliefs, segment_ends, group_ids, delta_eps=delta_eps)
+    keep = [_valid_segments(mask[i], ends) for i, ends in enumerate(segment_ends)]
+    dhat = normalized_progress(beliefs, segment_ends, group_ids, delta_eps=delta_eps, keep=keep)
     credit = torch.zeros(mask.shape, dtype=torch.float64)
     for i, (d, ends) in enumerate(zip(dhat, segment_ends)):
         if not d:
@@ -128,6 +152,12 @@ def grpo_vps_advantage(
             credit[i, a:b] = min(max(c, -clip), clip)
     adv = base.unsqueeze(-1) + lam * credit.to(base.dtype).to(base.device)
     return torch.where(_bool(mask), adv, torch.zeros_like(adv))
+
+
+def _valid_segments(mask_row: Tensor, ends: Sequence[int]) -> list[bool]:
+    """Per segment: does it hold a valid (trained) token of ``mask_row``."""
+    m = _bool(mask_row)
+    return [bool(m[a:b].any()) for a, b in zip([0, *ends], ends)]
 
 
 # The credit stage that fills `beliefs` and `segment_ends` (rlkit.methods.vps.stage).
@@ -149,6 +179,7 @@ def vps_metrics(
     group_ids: GroupIds | None = None,
     *,
     delta_eps: float = 1e-6,
+    keep: Sequence[Sequence[bool]] | None = None,
 ) -> dict[str, float]:
     """VPS diagnostics over the responses that have beliefs (a dict of floats).
 
@@ -156,17 +187,19 @@ def vps_metrics(
     (mean of all p), ``vps/progress_mean`` / ``vps/progress_std`` (over all Δ),
     ``vps/segments_per_response``, ``vps/credit_pos_frac`` / ``vps/credit_neg_frac`` (fraction of
     segments whose credit is > 0 / < 0: Δ̂ if ``group_ids`` is given, else Δ),
-    ``vps/with_beliefs_frac`` (fraction of responses that have beliefs).
+    ``vps/with_beliefs_frac`` (fraction of responses that have beliefs).  Segments and Δ are
+    the model's only: ``keep`` (as for :func:`normalized_progress`) drops environment segments.
     """
     deltas = _progress(beliefs, segment_ends)
+    kept = _kept(deltas, keep)
     rows = [[float(x) for x in p] for p in beliefs if p is not None and len(p) > 0]
     credit = (
         deltas
         if group_ids is None
-        else normalized_progress(beliefs, segment_ends, group_ids, delta_eps=delta_eps)
+        else normalized_progress(beliefs, segment_ends, group_ids, delta_eps=delta_eps, keep=keep)
     )
-    flat_d = [x for d in deltas for x in d]
-    flat_c = [x for c in credit for x in c]
+    flat_d = [x for d, k in zip(deltas, kept) for x, on in zip(d, k) if on]
+    flat_c = [x for c, k in zip(credit, kept) for x, on in zip(c, k) if on]
     n_seg = max(len(flat_c), 1)
     prog_mean, prog_std = _mean_std(flat_d)
     return {

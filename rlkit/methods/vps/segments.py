@@ -21,6 +21,13 @@ Rules (in order):
    combined length is merged (ties: the earliest pair).
 
 An empty response has no segments (``[]``).
+
+Multi-turn responses (a ``loss_mask`` with 0 on the tokens an environment wrote,
+rlkit.engines.rollout_protocol.Completion): :func:`turn_segment_boundaries` cuts every model
+turn by the rules above on its own and makes every environment turn one segment, so no segment
+mixes model and environment tokens; :func:`model_segments` says which segments are the model's.
+The change of belief across an environment segment is the environment's doing, not the
+policy's, so GRPO-VPS gives it no credit (rlkit.methods.vps.advantage).
 """
 
 from __future__ import annotations
@@ -121,3 +128,52 @@ def segment_boundaries(
         decode_piece = piece_decoder(decode_piece)
     pieces = [decode_piece(int(t)) for t in response_ids]
     return boundaries_from_pieces(pieces, min_tokens=min_tokens, max_segments=max_segments)
+
+
+def turn_segment_boundaries(
+    response_ids: Sequence[int],
+    loss_mask: Sequence[int] | None,
+    decode_piece: Callable[[int], str] | Any,
+    *,
+    min_tokens: int = 32,
+    max_segments: int = 16,
+) -> list[int]:
+    """Segment ends of a multi-turn response: every maximal run of model tokens (``loss_mask``
+    1) cut by :func:`segment_boundaries` (``min_tokens`` and ``max_segments`` per model turn),
+    every run of environment tokens (0) one segment.  ``loss_mask`` None: one model turn, the
+    same ends as :func:`segment_boundaries`."""
+    if loss_mask is None:
+        return segment_boundaries(
+            response_ids, decode_piece, min_tokens=min_tokens, max_segments=max_segments
+        )
+    if len(loss_mask) != len(response_ids):
+        raise ValueError(f"{len(loss_mask)} loss_mask entries for {len(response_ids)} tokens")
+    ends: list[int] = []
+    for a, b in _runs(loss_mask):
+        if loss_mask[a]:
+            cut = segment_boundaries(
+                response_ids[a:b], decode_piece, min_tokens=min_tokens, max_segments=max_segments
+            )
+            ends += [a + e for e in cut]
+        else:
+            ends.append(b)
+    return ends
+
+
+def model_segments(segment_ends: Sequence[int], loss_mask: Sequence[int] | None) -> list[bool]:
+    """Per segment [b_{k-1}, b_k): True when it holds a model token (``loss_mask`` 1; every
+    segment when ``loss_mask`` is None)."""
+    starts = [0, *segment_ends[:-1]]
+    if loss_mask is None:
+        return [True] * len(segment_ends)
+    return [any(loss_mask[a:b]) for a, b in zip(starts, segment_ends)]
+
+
+def _runs(mask: Sequence[int]) -> list[tuple[int, int]]:
+    """[a, b) of every maximal run of equal values of ``mask``."""
+    out, a = [], 0
+    for t in range(1, len(mask) + 1):
+        if t == len(mask) or bool(mask[t]) != bool(mask[a]):
+            out.append((a, t))
+            a = t
+    return out

@@ -2,7 +2,9 @@
 
 For every sample whose dataset row has a gold answer (field `answer`, else `gold`), the response
 is cut into segments (rlkit.methods.vps.segments; a trailing EOS token is left out and keeps plain
-GRPO), and for the boundaries [0, b_1, ..., b_K] the probes x_k = q ⊕ o[:b_k] ⊕ s ⊕ a* are scored:
+GRPO; a multi-turn response is cut per model turn, each environment turn one segment whose
+belief change earns no credit), and for the boundaries [0, b_1, ..., b_K] the probes
+x_k = q ⊕ o[:b_k] ⊕ s ⊕ a* are scored:
 
     p_k = exp( (1/|a*|) Σ_j log π(a*_j | x_k before a*, a*_<j) )        (docs/algorithms.md §3)
 
@@ -32,7 +34,7 @@ from typing import Any
 from rlkit.credit.base import CreditBatch, Services, register_credit_stage
 from rlkit.methods.vps.advantage import vps_metrics
 from rlkit.methods.vps.beliefs import answer_beliefs, belief_from_logprobs, build_probes
-from rlkit.methods.vps.segments import piece_decoder, segment_boundaries
+from rlkit.methods.vps.segments import model_segments, piece_decoder, turn_segment_boundaries
 
 DEFAULT_SUFFIX = "\nThe final answer is \\boxed{"
 METHODS = ("engine", "packed", "naive")
@@ -103,18 +105,25 @@ class VPSProbes:
 
     def _plan_one(self, group: Any, sample: Any) -> dict | None:
         gold, resp = self.gold(group), list(sample.response_ids)
+        loss_mask = sample.loss_mask
         if resp and resp[-1] == self._tok.eos_token_id:
             resp = resp[:-1]  # the EOS token keeps plain GRPO
+            loss_mask = None if loss_mask is None else loss_mask[:-1]
         if gold is None or not resp:
             return None
         answer = self._encode(gold)
         n = len(sample.prompt_ids) + len(resp) + len(self._suffix_ids) + len(answer)
         if not answer or (self.method == "engine" and n > self.max_len):
             return None  # an over-long probe would be refused by the engine: plain GRPO
-        ends = segment_boundaries(
-            resp, self._decode, min_tokens=self.min_tokens, max_segments=self.max_segments
-        )
-        return {"prompt": list(sample.prompt_ids), "response": resp, "ends": ends, "answer": answer}
+        knobs = {"min_tokens": self.min_tokens, "max_segments": self.max_segments}
+        ends = turn_segment_boundaries(resp, loss_mask, self._decode, **knobs)
+        return {
+            "prompt": list(sample.prompt_ids),
+            "response": resp,
+            "ends": ends,
+            "answer": answer,
+            "model": model_segments(ends, loss_mask),
+        }
 
     def run(self, batch: CreditBatch, services: Services) -> None:
         plans = self.plan(batch, services)
@@ -127,7 +136,8 @@ class VPSProbes:
         ends = [p["ends"] if p else [] for p in plans]
         if self.to_estimator:
             batch.estimator_kw.update(beliefs=beliefs, segment_ends=ends)
-        stats = vps_metrics(beliefs, ends, batch.group_ids)
+        keep = [p["model"] if p else [] for p in plans]
+        stats = vps_metrics(beliefs, ends, batch.group_ids, keep=keep)
         stats.update({"vps/probe_tokens": float(n_tokens), "vps/probe_time_s": probe_s})
         batch.stats.update(stats)
 

@@ -125,7 +125,7 @@ class CriticGroup:
         subsets = self.split(group_sizes, self.num_critics)
         norms = [
             {
-                "num_tokens": float(sum(len(samples[i].response_ids) for i in sub)),
+                "num_tokens": float(sum(samples[i].num_trained for i in sub)),
                 "num_seqs": float(len(sub)),
             }
             for sub in subsets

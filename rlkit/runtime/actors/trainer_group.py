@@ -185,7 +185,7 @@ class TrainerGroup:
         minis = [split_even(share, self.mini_batches) for share in shares]
         norms = [
             global_normalizers(
-                [len(s.response_ids) for rank in minis for s in rank[k]], self.max_len
+                [s.num_trained for rank in minis for s in rank[k]], self.max_len
             )
             for k in range(self.mini_batches)
         ]
