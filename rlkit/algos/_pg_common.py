@@ -1,18 +1,19 @@
 """Shared pieces of the policy-gradient losses: ratios, PPO clipping, IS weights, metrics, and
-the one definition of the registered loss's keywords and of its TIS tail.
+the one definition of the registered loss's keywords and of its behaviour-correction tail (TIS,
+sequence TIS, MIS, IcePop: :class:`BehaviorKnobs`, :func:`behavior_weight`).
 
-A built-in loss is written as a core on :class:`PGTensors`; :func:`behavior_corrected` (the TIS
-tail) or :func:`keyword_loss` (a loss that handles mu itself) turns it into the keyword function
-``fn(*, logprobs, old_logprobs, advantages, mask, behavior_logprobs=None, **knobs) ->
-(per_token_loss, loss_mask, metrics)`` that :func:`rlkit.algos.policy_loss` calls and a user's
-own loss is written as directly.
+A built-in loss is written as a core on :class:`PGTensors`; :func:`behavior_corrected` (the
+correction tail) or :func:`keyword_loss` (a loss that handles mu itself) turns it into the
+keyword function ``fn(*, logprobs, old_logprobs, advantages, mask, behavior_logprobs=None,
+**knobs) -> (per_token_loss, loss_mask, metrics)`` that :func:`rlkit.algos.policy_loss` calls
+and a user's own loss is written as directly.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -84,25 +85,68 @@ def ppo_clip(
     return loss, metrics
 
 
+BEHAVIOR_CORRECTIONS = ("tis", "seq_tis", "mis", "seq_mis", "icepop", "none")
+
+
+@dataclass(frozen=True)
+class BehaviorKnobs:
+    """The knobs of the behaviour (rollout–trainer mismatch) correction, with their defaults:
+    every :func:`behavior_corrected` loss takes them after its core's own (docs/algorithms.md,
+    "Rollout–trainer mismatch"). ``tis_cap`` is C of both TIS levels; ``mis_low``/``mis_high``
+    the band of both MIS levels; ``icepop_low``/``icepop_high`` IcePop's [alpha, beta]."""
+
+    behavior_correction: str = "tis"
+    tis_cap: float = 2.0
+    mis_low: float = 0.5
+    mis_high: float = 2.0
+    icepop_low: float = 0.5
+    icepop_high: float = 5.0
+
+
 def behavior_weight(
-    old_logprobs: Tensor,
-    behavior_logprobs: Tensor | None,
-    mask: Tensor,
-    behavior_correction: str,
-    tis_cap: float,
+    old_logprobs: Tensor, behavior_logprobs: Tensor | None, mask: Tensor, knobs: BehaviorKnobs
 ) -> tuple[Tensor | None, dict[str, float]]:
-    """Detached truncated IS weight w = min(pi_old / mu, tis_cap) for train/rollout mismatch
-    (TIS; Yao et al. 2025 "Your efficient RL framework secretly brings you off-policy RL"), or
-    ``None`` when no behaviour log-probs are given or ``behavior_correction == "none"``."""
-    check_choice("behavior_correction", behavior_correction, ("tis", "none"))
-    if behavior_logprobs is None or behavior_correction == "none":
+    """Detached per-token weight on the loss for the rollout–trainer mismatch, from the token
+    ratio rho_t = pi_old(y_t)/mu(y_t) (mu = ``behavior_logprobs``, the rollout engine's); ``None``
+    when there is no mu or ``behavior_correction == "none"``. Modes:
+
+    - ``tis``: w_t = min(rho_t, C) (Yao et al. 2025, "Your efficient RL framework secretly
+      brings you off-policy RL training");
+    - ``seq_tis``: w = min(prod_t rho_t, C), one weight per sequence (Liu, Li et al. 2025, "When
+      speed kills stability: demystifying RL collapse from the training-inference mismatch");
+    - ``mis``/``seq_mis``: rejection (masked IS as the same authors and verl's rollout
+      correction apply it): w = 1 where rho_t (``mis``) or the sequence's geometric-mean ratio
+      exp(mean_t log rho_t) (``seq_mis``) lies in [mis_low, mis_high], else 0;
+    - ``icepop``: w_t = rho_t if rho_t in [alpha, beta] else 0 (IcePop, Ling Team 2025, "Every
+      step evolves: scaling RL for trillion-scale thinking model"; alpha 0.5, beta 5).
+
+    A weight of 0 drops the token from the gradient; it still counts in the loss's normalisers
+    (IcePop's 1/|y_i|), so the loss stays invariant to micro-batch and rank splits.
+    """
+    mode = knobs.behavior_correction
+    check_choice("behavior_correction", mode, BEHAVIOR_CORRECTIONS)
+    if behavior_logprobs is None or mode == "none":
         return None, {}
-    log_w = safe_log_ratio(old_logprobs, behavior_logprobs, mask).detach()
-    raw = torch.exp(log_w)
-    w = raw.clamp(max=tis_cap)
+    log_r = safe_log_ratio(old_logprobs, behavior_logprobs, mask).detach()
+    if mode in ("tis", "seq_tis"):
+        raw = torch.exp(seq_level(log_r, mask, "token" if mode == "tis" else "sequence"))
+        w = raw.clamp(max=knobs.tis_cap)
+        return w, {
+            "pg/is_weight_mean": float(masked_mean(w, mask)),
+            "pg/is_clip_frac": frac(raw > knobs.tis_cap, mask),
+        }
+    if mode == "icepop":
+        ratio, lo, hi = torch.exp(log_r), knobs.icepop_low, knobs.icepop_high
+    else:
+        level = "token" if mode == "mis" else "geometric"
+        ratio, lo, hi = torch.exp(seq_level(log_r, mask, level)), knobs.mis_low, knobs.mis_high
+    if not 0.0 <= lo < hi:
+        raise ValueError(f"{mode}: the band must satisfy 0 <= low < high, got [{lo}, {hi}]")
+    keep = (ratio >= lo) & (ratio <= hi)
+    w = torch.where(keep, ratio if mode == "icepop" else torch.ones_like(ratio), 0.0)
     return w, {
         "pg/is_weight_mean": float(masked_mean(w, mask)),
-        "pg/is_clip_frac": frac(raw > tis_cap, mask),
+        "pg/is_masked_frac": frac(~keep, mask),
     }
 
 
@@ -131,34 +175,28 @@ _HEAD = (
     *(inspect.Parameter(n, _KW, annotation="Tensor") for n in _TENSORS),
     inspect.Parameter("behavior_logprobs", _KW, default=None, annotation="Tensor | None"),
 )
-_TAIL = (
-    inspect.Parameter("behavior_correction", _KW, default="tis", annotation="str"),
-    inspect.Parameter("tis_cap", _KW, default=2.0, annotation="float"),
+_TAIL = tuple(
+    inspect.Parameter(f.name, _KW, default=f.default, annotation=f.type)
+    for f in fields(BehaviorKnobs)
 )
 
 
 def behavior_corrected(core: Callable[..., CoreOut]) -> Callable[..., LossOut]:
     """The policy loss ``fn(*, logprobs, old_logprobs, advantages, mask, behavior_logprobs=None,
-    <core's knobs>, behavior_correction="tis", tis_cap=2.0) -> (per_token_loss, loss_mask,
-    metrics)`` made from ``core(t: PGTensors, *, knobs) -> (per_token_loss, metrics, ratio)``.
+    <core's knobs>, <BehaviorKnobs: behavior_correction="tis", tis_cap=2.0, ...>) ->
+    (per_token_loss, loss_mask, metrics)`` made from ``core(t: PGTensors, *, knobs) ->
+    (per_token_loss, metrics, ratio)``.
 
-    The loss multiplies the core's per-token loss by the TIS weight of :func:`behavior_weight`
-    (when there is one), adds its metrics (they win over the core's own) and the ``pg/ratio``
-    statistics of ``ratio``; the loss mask is ``mask``.
+    The loss multiplies the core's per-token loss by the correction weight of
+    :func:`behavior_weight` (when there is one), adds its metrics (they win over the core's own)
+    and the ``pg/ratio`` statistics of ``ratio``; the loss mask is ``mask``.
     """
+    tail = {p.name for p in _TAIL}
 
-    def run(
-        t: PGTensors,
-        behavior_logprobs: Tensor | None,
-        *,
-        behavior_correction: str,
-        tis_cap: float,
-        **kw: Any,
-    ) -> LossOut:
+    def run(t: PGTensors, behavior_logprobs: Tensor | None, **kw: Any) -> LossOut:
+        knobs = BehaviorKnobs(**{k: kw.pop(k) for k in tail})
         per_token, metrics, ratio = core(t, **kw)
-        w, w_metrics = behavior_weight(
-            t.old_logprobs, behavior_logprobs, t.mask, behavior_correction, tis_cap
-        )
+        w, w_metrics = behavior_weight(t.old_logprobs, behavior_logprobs, t.mask, knobs)
         if w is not None:
             per_token = per_token * w
         metrics.update(w_metrics)

@@ -25,6 +25,7 @@ from rlkit.algos._pg_common import (
 )
 from rlkit.algos.aggregation import aggregate
 from rlkit.algos.masked_ops import _bool, broadcast_to_tokens, masked_mean
+from rlkit.algos.mismatch import mismatch_metrics
 from rlkit.algos.registry import POLICY_LOSSES, register_policy_loss
 
 
@@ -92,7 +93,9 @@ def policy_loss(
     logprobs (with grad), old_logprobs, behavior_logprobs, mask: [B, T]; advantages [B] (broadcast
     over tokens) or [B, T]. ``kw``: the variant's knobs plus ``num_tokens``/``num_seqs``/
     ``max_len``, forwarded to :func:`aggregate` (micro-batch share of the global loss). Metrics
-    are python floats over this call's valid tokens; ``pg/loss`` is the returned value.
+    are python floats over this call's valid tokens; ``pg/loss`` is the returned value, and the
+    ``mismatch/*`` of :func:`~rlkit.algos.mismatch.mismatch_metrics` (pi_old against mu) come
+    with every call that has ``behavior_logprobs``, whatever the variant.
     """
     fn = POLICY_LOSSES[variant]
     agg_kw = {k: kw.pop(k) for k in AGG_KEYS if k in kw}
@@ -102,10 +105,11 @@ def policy_loss(
         return torch.where(m, x, torch.zeros_like(x))
 
     adv = clean(broadcast_to_tokens(advantages, logprobs).detach().to(logprobs.dtype))
+    old = clean(old_logprobs.detach())
     beh = None if behavior_logprobs is None else clean(behavior_logprobs.detach())
     per_token, loss_mask, metrics = fn(
         logprobs=clean(logprobs),
-        old_logprobs=clean(old_logprobs.detach()),
+        old_logprobs=old,
         advantages=adv,
         mask=m,
         behavior_logprobs=beh,
@@ -113,4 +117,6 @@ def policy_loss(
     )
     loss = aggregate(per_token, loss_mask, agg, **agg_kw)
     metrics["pg/loss"] = float(loss.detach())
+    if beh is not None:
+        metrics.update(mismatch_metrics(old, beh, m))
     return loss, metrics

@@ -12,7 +12,14 @@ from rlkit.algos._pg_common import PGTensors, behavior_corrected, keyword_loss
 
 D = torch.float64
 HEAD = ["logprobs", "old_logprobs", "advantages", "mask", "behavior_logprobs"]
-TAIL = {"behavior_correction": "tis", "tis_cap": 2.0}
+TAIL = {  # the behaviour-correction knobs (_pg_common.BehaviorKnobs), after each core's own
+    "behavior_correction": "tis",
+    "tis_cap": 2.0,
+    "mis_low": 0.5,
+    "mis_high": 2.0,
+    "icepop_low": 0.5,
+    "icepop_high": 5.0,
+}
 OWN = {  # each built-in's own knobs and their defaults, as docs/algorithms.md lists them
     "ppo": {"clip_eps_low": 0.2, "clip_eps_high": 0.2, "dual_clip_c": None, **TAIL},
     "gspo": {"clip_eps_low": 3e-4, "clip_eps_high": 4e-4, **TAIL},
