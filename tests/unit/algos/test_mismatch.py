@@ -195,3 +195,15 @@ def test_the_trainer_policy_term_logs_the_mismatch_on_model_tokens_only():
     assert met["mismatch/ratio_max"] == pytest.approx(6.0)
     assert met["mismatch/ratio_min"] == pytest.approx(0.25)
     assert met["pg/is_masked_frac"] == pytest.approx(2 / 5)
+
+
+def test_a_recipe_sets_the_correction_knobs_and_a_typo_is_named():
+    from rlkit.config.loader import ConfigError, config_from_dict
+    from rlkit.runtime.prepare import check_plugins
+
+    def check(loss_kw: dict) -> None:
+        check_plugins(config_from_dict({"model": {"kind": "tiny"}, "algo": {"loss_kw": loss_kw}}))
+
+    check({"behavior_correction": "seq_mis", "mis_low": 0.99, "mis_high": 1.01})
+    with pytest.raises(ConfigError, match="'icepop_hi'.*icepop_high"):
+        check({"behavior_correction": "icepop", "icepop_hi": 4.0})
