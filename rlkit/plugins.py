@@ -33,9 +33,13 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rlkit.rewards.builtin.format",
     "rlkit.rewards.builtin.length",
     "rlkit.rewards.builtin.code",
+    "rlkit.rewards.builtin.env",
     "rlkit.credit.stages",
     "rlkit.runtime.actors.request_kinds",
     "rlkit.runtime.controller.strategies",
+    "rlkit.agents.multi_turn",
+    "rlkit.agents.envs.calculator",
+    "rlkit.agents.envs.python_tool",
 )
 METHODS_PACKAGE = "rlkit.methods"
 _BUILTINS_LOADED = False

@@ -86,6 +86,10 @@ class RolloutConfig:
     # requests) or a registered name / `path/to/file.py:Class`; `strategy_kw` are its knobs.
     strategy: str = "sample"
     strategy_kw: dict[str, Any] = field(default_factory=dict)
+    # The environment of the `multi_turn` strategy (rlkit.agents, docs/agents.md): a registered
+    # name (`calculator`, `python_tool`) or `path/to/file.py:Class`, built with `env_kw`.
+    env: str | None = None
+    env_kw: dict[str, Any] = field(default_factory=dict)
     kv_cache_gib: float = 1.0
     # vLLM KV block size in tokens (0 = vLLM's default: 128 on CPU, 16 on GPU).  Prefix caching
     # shares whole blocks, so smaller blocks let GRPO-VPS probes and beam-search requests reuse

@@ -92,7 +92,7 @@ def absolute_plugin_paths(cfg: RecipeConfig) -> RecipeConfig:
         credit_kw={fix(k): v for k, v in a.credit_kw.items()},
         loss_terms=[{**t, "term": fix(t.get("term"))} for t in a.loss_terms],
     )
-    rollout = dataclasses.replace(r, strategy=fix(r.strategy))
+    rollout = dataclasses.replace(r, strategy=fix(r.strategy), env=fix(r.env))
     return dataclasses.replace(cfg, algo=algo, rollout=rollout)
 
 

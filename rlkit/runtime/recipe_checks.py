@@ -18,6 +18,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from rlkit.agents.env import ENVIRONMENTS
 from rlkit.algos import declared
 from rlkit.algos.registry import ADVANTAGES, LOSS_TERMS, POLICY_LOSSES, TOKEN_HOOKS
 from rlkit.config import ConfigError, RecipeConfig
@@ -27,7 +28,7 @@ from rlkit.runtime.controller.strategies import ROLLOUT_STRATEGIES
 # Arguments the library itself passes (never a recipe's knob): not listed as accepted knobs.
 SUPPLIED = frozenset(
     {"cfg", "ctx", "sampling", "seed", "rewards", "group_ids", "mask", "values", "logprobs",
-     "old_logprobs", "advantages", "behavior_logprobs", "prompt", "completion"}
+     "old_logprobs", "advantages", "behavior_logprobs", "prompt", "completion", "context"}
 )  # fmt: skip
 
 
@@ -41,6 +42,7 @@ def check_names(cfg: RecipeConfig) -> None:
         *[("algo.loss_terms", LOSS_TERMS, t.get("term")) for t in a.loss_terms],
         *[("algo.token_hook", TOKEN_HOOKS, h) for h in [a.token_hook] if h],
         *[("algo.credit", CREDIT_STAGES, c) for c in a.credit],
+        *[("rollout.env", ENVIRONMENTS, e) for e in [cfg.rollout.env] if e],
     ]
     for key, registry, name in named:
         try:
@@ -48,6 +50,20 @@ def check_names(cfg: RecipeConfig) -> None:
         except (KeyError, ValueError) as exc:
             raise ConfigError(key, str(exc)) from None
     stage_names(cfg)
+    check_env(cfg)
+
+
+def check_env(cfg: RecipeConfig) -> None:
+    """An environment exactly when the strategy runs one (`needs_context` strategies read
+    `rollout.env`; the multi_turn strategy needs it)."""
+    r = cfg.rollout
+    wants = getattr(ROLLOUT_STRATEGIES[r.strategy], "needs_context", False)
+    if r.env and not wants:
+        raise ConfigError(
+            "rollout.env", f"strategy {r.strategy!r} runs no environment (use multi_turn)"
+        )
+    if r.strategy == "multi_turn" and not r.env:
+        raise ConfigError("rollout.env", "the multi_turn strategy needs an environment")
 
 
 def check_needs(cfg: RecipeConfig) -> None:
@@ -82,6 +98,8 @@ def check_knobs(cfg: RecipeConfig) -> None:
         ("algo.advantage_kw", a.advantage, ADVANTAGES[a.advantage], a.advantage_kw),
         ("rollout.strategy_kw", cfg.rollout.strategy, ROLLOUT_STRATEGIES[cfg.rollout.strategy],
          cfg.rollout.strategy_kw),
+        *[("rollout.env_kw", e, ENVIRONMENTS[e], cfg.rollout.env_kw)
+          for e in [cfg.rollout.env] if e],
     ]  # fmt: skip
     if not a.loss_terms:  # the default terms: algo.loss_kw goes to the policy term's loss
         policy = {"loss": a.policy_loss, **a.loss_kw}

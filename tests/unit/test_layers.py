@@ -26,6 +26,7 @@ LAYERS = {
     "rlkit.credit": 3,
     "rlkit.eval": 3,
     "rlkit.runtime": 4,
+    "rlkit.agents": 4,  # environments and the multi_turn strategy: plugged into the controller
     "rlkit.methods": 5,
     "rlkit.cli": 6,
 }

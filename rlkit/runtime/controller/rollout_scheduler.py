@@ -54,6 +54,10 @@ class RolloutScheduler:
         self.reissued_groups = 0
         self.trained_ids: set[int] = set()  # every group handed to the trainer
         self.trained_twice = 0
+        # (group id, sample index) -> version its first request started at (a multi-turn
+        # sample is stamped with its first turn's) / extra reward fields from the strategy
+        self.sample_versions: dict[tuple[int, int], int] = {}
+        self.extra_fields: dict[tuple[int, int], dict] = {}
 
     # ---- admission ----
     def new_group(self) -> tuple[Group, list]:
@@ -74,11 +78,12 @@ class RolloutScheduler:
 
     # ---- finished requests and rewards ----
     def on_finished(self, finished: list) -> dict[int, list]:
-        """Record finished requests; start rewards (per sample, or per group when the strategy
-        scores whole groups).  Returns follow-up requests per worker (multi-turn strategies)."""
+        """Record finished requests and what the strategy finished off-thread (its `poll`:
+        environment steps); start rewards (per sample, or per group when the strategy scores
+        whole groups).  Returns follow-up requests per worker (multi-turn strategies)."""
         follow: dict[int, list] = {}
         for f in finished:
-            gid, _ = parse_request_id(f.request_id)
+            gid, j = parse_request_id(f.request_id)
             group = self.running.get(gid)
             if group is None or f.completion.finish_reason == "abort":
                 continue  # its group was aborted as too stale
@@ -87,15 +92,43 @@ class RolloutScheduler:
                 continue
             group.requests.discard(f.request_id)
             group.start_version = min(group.start_version, f.start_version)
-            out = self.strategy.on_finished(group, f.request_id, f.completion)
-            for j, completion in out.samples:
-                group.samples[j] = Sample(j, completion, f.start_version)
-                self.step_tokens += len(completion.token_ids)
-            for req in out.follow_up:
-                group.requests.add(req.request_id)
-                follow.setdefault(group.worker, []).append(req)
-            self._submit_rewards(group, [j for j, _ in out.samples])
+            first = self.sample_versions.setdefault((gid, j), f.start_version)
+            self.sample_versions[(gid, j)] = min(first, f.start_version)
+            self._apply(group, self.strategy.on_finished(group, f.request_id, f.completion), follow)
+        for gid, out in getattr(self.strategy, "poll", list)():
+            if gid in self.running:
+                self._apply(self.running[gid], out, follow)
         return follow
+
+    def _apply(self, group: Group, out: Any, follow: dict[int, list]) -> None:
+        """One strategy Outcome: samples stamped with their first request's version, reward
+        fields kept for the reward call, follow-ups queued for the group's worker."""
+        if out.error is not None:
+            self._drop_failed(group, out.error)
+            return
+        for j, completion in out.samples:
+            version = self.sample_versions.pop((group.group_id, j), group.start_version)
+            group.samples[j] = Sample(j, completion, version)
+            self.step_tokens += len(completion.token_ids)
+        for j, extra in out.fields.items():
+            self.extra_fields[(group.group_id, j)] = extra
+        for req in out.follow_up:
+            group.requests.add(req.request_id)
+            follow.setdefault(group.worker, []).append(req)
+        self._submit_rewards(group, [j for j, _ in out.samples])
+
+    def _forget(self, group: Group) -> None:
+        """A group that ended early (aborted, failed): the strategy and the per-sample maps drop
+        it."""
+        gid = group.group_id
+        getattr(self.strategy, "drop", lambda _: None)(gid)
+        for d in (self.sample_versions, self.extra_fields):
+            for key in [k for k in d if k[0] == gid]:
+                del d[key]
+
+    def strategy_metrics(self) -> dict[str, float]:
+        """The strategy's own metrics for this step (multi-turn: env/...), if it has any."""
+        return getattr(self.strategy, "take_metrics", dict)()
 
     def _submit_rewards(self, group: Group, new: list[int]) -> None:
         if self.strategy.reward_scope == "group":
@@ -105,7 +138,11 @@ class RolloutScheduler:
         if not new:
             return
         texts = [group.samples[j].completion for j in new]
-        fields = [{**group.prompt.fields, "num_tokens": len(c.token_ids)} for c in texts]
+        fields = [
+            {**group.prompt.fields, "num_tokens": len(c.token_ids),
+             **self.extra_fields.pop((group.group_id, j), {})}
+            for j, c in zip(new, texts)
+        ]  # fmt: skip
         if self.strategy.reward_scope == "group":  # group rewards see each sample's rank
             fields = [{**f, "rank": j} for f, j in zip(fields, new)]
         futs = self.rewards.submit_many(
@@ -117,6 +154,7 @@ class RolloutScheduler:
         """A group the engine could not serve is dropped, counted, logged once; a new one
         takes its slot."""
         del self.running[group.group_id]
+        self._forget(group)
         self.staleness.on_filter()
         self.failed_groups += 1
         self.reward_futures = [t for t in self.reward_futures if t[0] is not group]
@@ -176,6 +214,9 @@ class RolloutScheduler:
             fresh = self.strategy.requests(g)
             if not g.requests <= {r.request_id for r in fresh}:
                 g.samples.clear()
+                self.sample_versions = {
+                    k: v for k, v in self.sample_versions.items() if k[0] != g.group_id
+                }
                 self.reward_futures = [t for t in self.reward_futures if t[0] is not g]
                 g.requests = {r.request_id for r in fresh}
             mine = [r for r in fresh if r.request_id in g.requests]
@@ -192,6 +233,7 @@ class RolloutScheduler:
             if g.start_version < min_version:
                 aborts.setdefault(g.worker, []).extend(sorted(g.requests))
                 del self.running[gid]
+                self._forget(g)
                 self.staleness.on_abort()
         self.reward_futures = [t for t in self.reward_futures if t[0].group_id in self.running]
         return aborts

@@ -55,14 +55,20 @@ class Spine:
         cores (rlkit.runtime.placement.core_lease)."""
         from rlkit.credit import Services, build_pipeline
         from rlkit.credit.filters import group_filter
-        from rlkit.runtime.controller.strategies import make_strategy
+        from rlkit.runtime.controller.strategies import StrategyContext, make_strategy
 
         r = cfg.rollout
         self.cfg, self.workers, self.trainer, self.rewards = cfg, workers, trainer, rewards
         self.critic, self.lease_signal = critic, lease_signal
         self.total_steps, self.poll_s = cfg.trainer.total_steps, cfg.async_.poll_s
         self.groups_per_step = r.prompts_per_step
-        strategy = make_strategy(r.strategy, sampling_config(cfg, eos_id), cfg.seed, r.strategy_kw)
+        strategy = make_strategy(
+            r.strategy,
+            sampling_config(cfg, eos_id),
+            cfg.seed,
+            r.strategy_kw,
+            StrategyContext(cfg, model_path),
+        )
         self.rollout = RolloutScheduler(
             strategy,
             prompts,
@@ -126,6 +132,7 @@ class Spine:
             "rollout/worker_restarts": self.restarts.count,
             "rollout/reissued_groups": self.rollout.reissued_groups,
             "rollout/accounting_ok": float(self.check_accounting(counts)),
+            **self.rollout.strategy_metrics(),
         }
         self.rollout.step_tokens = 0
         return self.recorder.record(self.step, metrics, rollout)

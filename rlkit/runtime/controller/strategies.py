@@ -36,10 +36,23 @@ def register_rollout_strategy(name: str, *, override: bool = False):
 @dataclass
 class Outcome:
     """What one finished request gives back: samples (index, completion) of its group, and
-    follow-up requests (multi-turn) if any."""
+    follow-up requests (multi-turn) if any.  `fields`: extra reward fields per sample index (a
+    multi-turn trajectory's `env_reward`); `error`: the group cannot go on (it is dropped and
+    counted as failed, like a request the engine refused)."""
 
     samples: list[tuple[int, Completion]] = field(default_factory=list)
     follow_up: list[SampleRequest] = field(default_factory=list)
+    fields: dict[int, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy that declares `needs_context = True` gets as `context=`: the recipe and
+    the policy's model folder (its tokenizer).  Knob checks build strategies without one."""
+
+    cfg: Any = None
+    model_path: str | None = None
 
 
 class RolloutStrategy(Protocol):
@@ -102,5 +115,18 @@ class SampleStrategy:
         return Outcome(samples=[(parse_request_id(request_id)[1], completion)])
 
 
-def make_strategy(name: str, sampling: SamplingConfig, seed: int, kw: dict) -> RolloutStrategy:
-    return ROLLOUT_STRATEGIES[name](sampling, seed, **kw)
+def make_strategy(
+    name: str,
+    sampling: SamplingConfig,
+    seed: int,
+    kw: dict,
+    context: StrategyContext | None = None,
+) -> RolloutStrategy:
+    """Build strategy `name`; one declaring `needs_context` also gets `context=`.
+
+    Optional hooks the scheduler calls when a strategy has them: `poll() -> [(group_id,
+    Outcome)]` (work finished off the controller thread, e.g. environment steps), `drop(group_id)`
+    (the group ended early: aborted or failed) and `take_metrics() -> dict` (per step)."""
+    cls = ROLLOUT_STRATEGIES[name]
+    extra = {"context": context} if getattr(cls, "needs_context", False) else {}
+    return cls(sampling, seed, **kw, **extra)
