@@ -100,6 +100,9 @@ class RolloutConfig:
     # A dead rollout worker is replaced (current weights, its groups re-issued) at most this
     # many times per run; one more death stops the run naming the worker (docs/reliability.md).
     max_worker_restarts: int = 3
+    # Write every trained sample (token ids, loss mask, reward, advantages, ...) to
+    # runs/NAME/rollouts/step_N.jsonl (rlkit.runtime.controller.rollout_dump).
+    dump: bool = False
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class Spine:
             accept=group_filter(cfg),
         )
         services = Services(reference, critic, WorkerProbe(workers), model_path=model_path)
-        self.dispatch = TrainerDispatch(build_pipeline(cfg, services), trainer, switch)
+        self.dispatch = TrainerDispatch(build_pipeline(cfg, services), trainer, switch, dump=r.dump)
         self.publisher = WeightPublisher(trainer, workers, cfg.trainer.weight_sync)
         self.restarts = WorkerRestarts(
             workers, self.publisher, lambda: start_worker(cfg, model_path), r.max_worker_restarts

@@ -1,11 +1,15 @@
-"""After each step: the metrics record, checkpoints, evaluation during training, logging."""
+"""After each step: the metrics record, checkpoints, evaluation during training, logging, and
+the rollout dump (`runs/NAME/rollouts/step_N.jsonl`, rlkit.runtime.controller.rollout_dump)."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from rlkit.runtime.controller.rollout_dump import DUMP_KEY, write_dump
 
 
 class WorkerBusy:
@@ -104,6 +108,7 @@ class StepRecorder:
 
     def record(self, step: int, metrics: dict, rollout: dict) -> dict:
         """Log step `step` (metrics of the train step + rollout counters), save, evaluate."""
+        self.write_dump(step, metrics.pop(DUMP_KEY, None))
         now = time.perf_counter()
         step_s, self.t_last = now - self.t_last, now
         # Over the last few steps: under asynchrony one step may see no sample finish (the
@@ -128,6 +133,16 @@ class StepRecorder:
         self.logger.log(rec)
         self.history.append(rec)
         return rec
+
+    def write_dump(self, step: int, text: str | None) -> None:
+        """The step's trained samples (built on the training thread) beside the metrics the
+        logger writes: `<run dir>/rollouts/step_<step>.jsonl`, atomically."""
+        if text is None:
+            return
+        run_dir = getattr(self.logger, "run_dir", None)
+        if run_dir is None:
+            raise ValueError("rollout.dump needs a logger with a run_dir (runs/NAME)")
+        write_dump(Path(run_dir) / "rollouts", step, text)
 
     def busy_fracs(self, metrics: dict, step_s: float) -> dict:
         """Share of the step's wall time each stage worked: rollout = mean over the workers of

@@ -67,6 +67,7 @@ def spine(cfg):
         "publish": sp.publisher.mode,
         "record": (sp.recorder.names, sp.recorder.save_every, sp.recorder.keep_last),
         "restarts": sp.restarts.max_restarts,
+        "dump": sp.dispatch.dump,
     }
 
 
@@ -204,6 +205,7 @@ ALT: dict[str, tuple] = {
     "rollout.worker_cpus": ("components", 0.5, {}),
     "rollout.max_model_len": ("components", 128, {}),
     "rollout.max_worker_restarts": ("spine", 1, {}),
+    "rollout.dump": ("spine", True, {}),
     "trainer.world_size": ("trainer", 1, {}),
     "trainer.zero_stage": ("trainer", 3, {}),
     "trainer.lr": ("trainer", 0.5, {}),
