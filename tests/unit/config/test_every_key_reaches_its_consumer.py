@@ -71,6 +71,18 @@ def spine(cfg):
     }
 
 
+def agent(cfg, model_path):
+    """The multi_turn strategy built as the spine builds it: its environment and knobs."""
+    from rlkit.engines.rollout_protocol import SamplingConfig
+    from rlkit.runtime.controller.strategies import StrategyContext, make_strategy
+
+    r = cfg.rollout
+    ctx = StrategyContext(cfg, model_path)
+    st = make_strategy(r.strategy, SamplingConfig(), cfg.seed, r.strategy_kw, ctx)
+    env = st.env_cls(**st.env_kw)
+    return (st.env_cls.__name__, st.env_kw, env.max_calls, env.tools)
+
+
 def components(cfg, monkeypatch, model_path):
     """`start_components` with every actor replaced by a recorder of its arguments."""
     import ray
@@ -201,6 +213,16 @@ ALT: dict[str, tuple] = {
     "rollout.max_tokens": ("spine", 9, {}),
     "rollout.strategy": ("spine", f"{EX}/custom_strategy.py:GreedyFirst", {}),
     "rollout.strategy_kw": ("spine", {"top_k": 5}, {}),
+    "rollout.env": (
+        "agent",
+        "calculator",
+        {"rollout.strategy": "multi_turn", "rollout.env": "python_tool"},
+    ),
+    "rollout.env_kw": (
+        "agent",
+        {"max_calls": 2},
+        {"rollout.strategy": "multi_turn", "rollout.env": "calculator"},
+    ),
     "rollout.kv_cache_gib": ("components", 2.0, {}),
     "rollout.worker_cpus": ("components", 0.5, {}),
     "rollout.max_model_len": ("components", 128, {}),
@@ -370,6 +392,7 @@ def test_changing_a_key_changes_what_its_consumer_builds(key, tmp_path, monkeypa
         fn = {
             "trainer": lambda: trainer(cfg),
             "spine": lambda: spine(cfg),
+            "agent": lambda: agent(cfg, tiny_tok),
             "components": lambda: components(cfg, monkeypatch, tiny_tok),
             "prepared": lambda: prepared(cfg, monkeypatch, tmp_path),
             "prompts": lambda: prompts(cfg, tiny_tok),
