@@ -127,7 +127,9 @@ class TrainerConfig:
     ppo_epochs: int = 1  # passes over them; > 1 update: π_old is recomputed first
     total_steps: int = 20
     save_every: int = 0
-    keep_last: int = 0  # checkpoints kept (the newest ones); 0 = all
+    keep_last: int = 2  # checkpoints kept (the newest ones, the newest always); 0 = all
+    # false: weight-only checkpoints (~1/4 the size); a resume from one is not exact
+    save_optimizer: bool = True
     rank_cpus: float = 0.5
     seed: int = 0
     # object_store: safetensors bytes via Ray (CPU and GPU); nccl: GPU broadcast into vLLM.

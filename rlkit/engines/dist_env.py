@@ -50,8 +50,14 @@ def set_rank_env(rank: int, world: int, addr: str, port: int) -> None:
         os.environ.update(
             GLOO_SOCKET_IFNAME="lo", NCCL_SOCKET_IFNAME="lo", TORCHELASTIC_USE_AGENT_STORE="True"
         )
-        if rank == 0:
+        if rank == 0 and not _group_ready():  # a rebuilt engine reuses the process group
             _STORES.append(host_loopback_store(addr, port))
+
+
+def _group_ready() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
 
 
 def host_loopback_store(addr: str, port: int):

@@ -16,6 +16,12 @@ The reference model stays the run's initial model.
 Groups in flight at the checkpoint (possible only with alpha > 0) are not saved: their prompts
 are issued again first after the resume, as new groups (counted as aborted in the accounting),
 so at alpha = 0 a resumed run repeats the uninterrupted run's remaining steps exactly.
+
+A weight-only checkpoint (`trainer.save_optimizer: false`, no `trainer_state/`) resumes too, but
+not exactly: the trainer ranks are rebuilt from its HF files with a fresh optimizer (Adam's
+moments from zero) and RNG, the LR schedule advanced to the step.  The console says so in one
+line, the first metrics record after the resume has `resume/exact` = 0, and the recorder's
+state (in every later checkpoint) counts such resumes.
 """
 
 from __future__ import annotations
@@ -69,12 +75,19 @@ def resume_from(spine: Any, checkpoint: Path, log=print) -> None:
     """Load the trainer's and critics' state and the controller's (each component's own
     `load_state_dict`, composed by `Spine.load_state_dict`), then send the workers the
     restored weights as version `step` (after the components are ready)."""
-    from rlkit.runtime.checkpoints import read_run_state
+    from rlkit.runtime.checkpoints import has_trainer_state, read_run_state
 
+    exact = has_trainer_state(checkpoint)
     spine.trainer.load_state(str(checkpoint))
     if spine.critic is not None:
         spine.critic.load_state(str(checkpoint))
     spine.load_state_dict(read_run_state(checkpoint))
     spine.publisher.publish(spine.step)
-    spine.recorder.mark_saved(spine.step, str(checkpoint))
-    log(f"[rlkit] resumed from {checkpoint} at step {spine.step}")
+    spine.recorder.mark_resumed(spine.step, str(checkpoint), exact)
+    log(f"[rlkit] resumed from {checkpoint} at step {spine.step}" + ("" if exact else NOT_EXACT))
+
+
+NOT_EXACT = (
+    ": NOT exact, a weight-only checkpoint (trainer.save_optimizer: false): the optimizer"
+    " starts fresh (Adam moments, RNG), the LR schedule from the step"
+)

@@ -58,6 +58,7 @@ class TrainerRank(RankActor):
                 threads=reference.threads,
             )
         self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
+        self._trainer_args = (rank, world, addr, port, cfg)  # a weight-only resume rebuilds it
 
     def train_step(
         self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
@@ -86,22 +87,46 @@ class TrainerRank(RankActor):
         state = self.trainer.export_state()
         return None if state is None else state_dict_to_bytes(state)
 
-    def save_checkpoint(self, folder: str) -> None:
-        """Into the (temporary) checkpoint `folder`: the HF model files (rank 0) and every
-        rank's DeepSpeed state under `folder/trainer_state/`."""
+    def save_checkpoint(self, folder: str, optimizer: bool = True) -> None:
+        """Into the (temporary) checkpoint `folder`: the HF model files (rank 0) and, with
+        `optimizer`, every rank's DeepSpeed state under `folder/trainer_state/`."""
         from rlkit.engines.model_io import write_hf_files
         from rlkit.engines.train_state import save_engines
 
         state = self.trainer.export_state()
         if state is not None:
             write_hf_files(state, self.trainer.model_path, folder)
-        save_engines([self.trainer.engine], f"{folder}/trainer_state")
+        if optimizer:
+            save_engines([self.trainer.engine], f"{folder}/trainer_state")
 
     def load_state(self, folder: str) -> None:
-        """Model, optimizer, LR scheduler and RNG from a checkpoint's `trainer_state/`."""
+        """Model, optimizer, LR scheduler and RNG from a checkpoint's `trainer_state/`; from a
+        weight-only checkpoint (none there), the policy from its HF files (`load_weights`)."""
         from rlkit.engines.train_state import load_engines
+        from rlkit.runtime.checkpoints import has_trainer_state, step_of
 
+        if not has_trainer_state(folder):
+            self.load_weights(folder, step_of(folder))
+            return
         load_engines([self.trainer.engine], f"{folder}/trainer_state")
+
+    def load_weights(self, folder: str, step: int) -> None:
+        """Rebuild this rank's trainer from the HF model files of `folder` (the group's ranks
+        together: DeepSpeed's setup is collective): fresh optimizer (Adam moments and ZeRO's
+        master copy from these weights), LR schedule advanced to `step`'s optimizer updates."""
+        import warnings
+
+        from rlkit.engines.deepspeed_engine import DeepSpeedPolicyTrainer
+
+        model_path = self.trainer.model_path
+        self.trainer.engine = None  # free the old engine's memory before the new one is built
+        rank, world, addr, port, cfg = self._trainer_args
+        self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, folder, cfg)
+        self.trainer.model_path = model_path  # later checkpoints copy config/tokenizer from it
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended
+            warnings.simplefilter("ignore")
+            for _ in range(step * self.trainer.minis * self.trainer.epochs):
+                self.trainer.engine.lr_scheduler.step()
 
     def init_nccl_sync(self, host: str, port: int, world_size: int) -> list | None:
         """GPU only: rank 0 joins the weight-update NCCL group; returns the tensor specs."""
@@ -184,9 +209,7 @@ class TrainerGroup:
         # mini-batch k = every rank's k-th chunk of its share; normalised by its own counts
         minis = [split_even(share, self.mini_batches) for share in shares]
         norms = [
-            global_normalizers(
-                [s.num_trained for rank in minis for s in rank[k]], self.max_len
-            )
+            global_normalizers([s.num_trained for rank in minis for s in rank[k]], self.max_len)
             for k in range(self.mini_batches)
         ]
         # micro-batches of every rank together: the same count per mini-batch on every rank
@@ -222,11 +245,12 @@ class TrainerGroup:
         refs = [r.export_weights.remote() for r in self.ranks]
         return refs[0]
 
-    def save_checkpoint(self, folder: str) -> None:
-        """Every rank writes its part of the checkpoint into `folder` (see TrainerRank)."""
+    def save_checkpoint(self, folder: str, optimizer: bool = True) -> None:
+        """Every rank writes its part of the checkpoint into `folder` (see TrainerRank); the
+        weights only when not `optimizer` (`trainer.save_optimizer: false`)."""
         import ray
 
-        ray.get([r.save_checkpoint.remote(folder) for r in self.ranks])
+        ray.get([r.save_checkpoint.remote(folder, optimizer) for r in self.ranks])
 
     def load_state(self, folder: str) -> None:
         import ray

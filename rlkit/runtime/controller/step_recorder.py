@@ -68,6 +68,10 @@ class StepRecorder:
         self.cfg, self.trainer, self.logger = cfg, trainer, logger
         self.checkpoint_dir = checkpoint_dir
         self.keep_last = cfg.trainer.keep_last
+        self.save_optimizer = cfg.trainer.save_optimizer
+        self.save_metrics: dict[str, float] = {}  # ckpt/* of the save of the step being logged
+        self.inexact_resumes = 0  # resumes from weight-only checkpoints, over the run's life
+        self.resume_note: dict[str, float] = {}  # for the first record after a resume
         self.saved: dict[int, str] = {}  # step -> checkpoint folder written this run
         self.critic, self.evaluator, self.run_state = critic, evaluator, run_state
         self.save_every = cfg.trainer.save_every
@@ -97,14 +101,26 @@ class StepRecorder:
         """`folder` holds step `step` already (the checkpoint a run resumed from)."""
         self.saved[step] = folder
 
+    def mark_resumed(self, step: int, folder: str, exact: bool) -> None:
+        """The run resumed from `folder` (step `step`); not `exact`: from a weight-only
+        checkpoint, which the next record and every later checkpoint's state say."""
+        self.mark_saved(step, folder)
+        self.inexact_resumes += not exact
+        self.resume_note = {
+            "resume/exact": float(exact),
+            "resume/inexact_resumes": float(self.inexact_resumes),
+        }
+
     def state_dict(self) -> dict:
         """The throughput window (tokens and seconds of the last steps), so that the first
-        steps after a resume report the rate over the same steps an unbroken run would."""
-        return {"window": [list(w) for w in self.window]}
+        steps after a resume report the rate over the same steps an unbroken run would; and
+        how many resumes of the run were not exact."""
+        return {"window": [list(w) for w in self.window], "inexact_resumes": self.inexact_resumes}
 
     def load_state_dict(self, state: dict) -> None:
         self.window.clear()
         self.window.extend((int(n), float(s)) for n, s in state["window"])
+        self.inexact_resumes = int(state.get("inexact_resumes", 0))  # older checkpoints: none
 
     def record(self, step: int, metrics: dict, rollout: dict) -> dict:
         """Log step `step` (metrics of the train step + rollout counters), save, evaluate."""
@@ -126,8 +142,11 @@ class StepRecorder:
             **rollout,
             **self.names,
         }
+        rec.update(self.resume_note)
+        self.resume_note = {}
         if self.checkpoint_dir and self.save_every and step % self.save_every == 0:
             self.save(step)
+            rec.update(self.save_metrics)
         self.maybe_eval(step)
         rec.update(self.collect_evals())
         self.logger.log(rec)
@@ -185,13 +204,24 @@ class StepRecorder:
 
     def save(self, step: int) -> str:
         """Checkpoint `step` once (the final save of a run that just saved that step reuses
-        it), then keep the newest `trainer.keep_last` checkpoints (0 = all)."""
-        from rlkit.runtime.checkpoints import prune, write_checkpoint
+        it), then keep the newest `trainer.keep_last` checkpoints (0 = all).  Its size and
+        write time go to `save_metrics` (`ckpt/bytes`, `ckpt/save_s`)."""
+        from rlkit.runtime.checkpoints import folder_bytes, prune, write_checkpoint
 
         if step not in self.saved:
+            t0 = time.perf_counter()
             out = write_checkpoint(
-                self.checkpoint_dir, step, self.trainer, self.critic, self.run_state
+                self.checkpoint_dir,
+                step,
+                self.trainer,
+                self.critic,
+                self.run_state,
+                optimizer=self.save_optimizer,
             )
+            self.save_metrics = {
+                "ckpt/save_s": time.perf_counter() - t0,
+                "ckpt/bytes": float(folder_bytes(out)),
+            }
             self.saved[step] = str(out)
             prune(self.checkpoint_dir, self.keep_last)
         return self.saved[step]

@@ -65,7 +65,12 @@ def spine(cfg):
         "scheduler": (r.alpha, r.groups_per_step, r.size, r.accept.__name__, r.num_workers),
         "stages": (sp.dispatch.pipeline.names, repr(stages)),
         "publish": sp.publisher.mode,
-        "record": (sp.recorder.names, sp.recorder.save_every, sp.recorder.keep_last),
+        "record": (
+            sp.recorder.names,
+            sp.recorder.save_every,
+            sp.recorder.keep_last,
+            sp.recorder.save_optimizer,
+        ),
         "restarts": sp.restarts.max_restarts,
         "dump": sp.dispatch.dump,
     }
@@ -243,7 +248,8 @@ ALT: dict[str, tuple] = {
     "trainer.ppo_epochs": ("trainer", 2, {}),
     "trainer.total_steps": ("spine", 7, {}),
     "trainer.save_every": ("spine", 3, {}),
-    "trainer.keep_last": ("spine", 2, {}),
+    "trainer.keep_last": ("spine", 3, {}),
+    "trainer.save_optimizer": ("spine", False, {}),
     "trainer.rank_cpus": ("components", 0.25, {}),
     "trainer.seed": ("trainer", 3, {}),
     "trainer.weight_sync": ("spine", "nccl", {}),
