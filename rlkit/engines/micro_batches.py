@@ -148,7 +148,7 @@ class MicroBatch:
     `batch` is always the padded `collate` dict (the streams the loss terms read).  The model
     inputs are the padded rows (`attention_mask` set) or, packed, one row (`position_ids` and
     `seq_lens` set, no mask).  `keep`: the target positions whose logits the forward computes
-    (response positions only), in the input's own layout."""
+    (trained response positions only), in the input's own layout."""
 
     samples: list[TrainSample]
     batch: dict[str, torch.Tensor]
@@ -194,10 +194,15 @@ def build(samples: list[TrainSample], pad_id: int, packing: bool) -> MicroBatch:
 
 
 def response_targets(samples: Sequence[TrainSample]) -> torch.Tensor:
-    """Target positions (of the `collate` layout) from the first one any response occupies to
-    the last column: the only logits a training forward reads."""
+    """Target positions (of the `collate` layout) where some sample has a trained token: the
+    only logits a training forward reads.  Prompt positions and positions where every row holds
+    an environment token (a multi-turn tool output) get no LM head and no log-softmax."""
     width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples) - 1
-    return torch.arange(max(0, min(len(s.prompt_ids) for s in samples) - 1), width)
+    hit = torch.zeros(max(width, 0), dtype=torch.bool)
+    for s in samples:
+        pos, trained = _trained_targets(s)
+        hit[pos[trained]] = True
+    return hit.nonzero().squeeze(1)
 
 
 @dataclass(frozen=True)
@@ -224,13 +229,24 @@ def pack(samples: Sequence[TrainSample]) -> Packed:
 
 
 def packed_response_targets(samples: Sequence[TrainSample]) -> torch.Tensor:
-    """Target positions of the packed row (`pack(samples)`) that predict a response token."""
+    """Target positions of the packed row (`pack(samples)`) that predict a trained response
+    token (environment tokens excluded, as in `response_targets`)."""
     out, offset = [], 0
     for s in samples:
-        n, lo = len(s.prompt_ids) + len(s.response_ids), len(s.prompt_ids) - 1
-        out.append(torch.arange(offset + max(lo, 0), offset + n - 1))
-        offset += n
+        pos, trained = _trained_targets(s)
+        out.append(offset + pos[trained])
+        offset += len(s.prompt_ids) + len(s.response_ids)
     return torch.cat(out)
+
+
+def _trained_targets(s: TrainSample) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target positions of the sample's response tokens in its own row, which are trained).
+    Response token k is predicted at position len(prompt) - 1 + k; with an empty prompt the
+    first response token has no target position and is left out."""
+    lo = len(s.prompt_ids) - 1
+    pos = torch.arange(lo, lo + len(s.response_ids), dtype=torch.long)
+    trained = torch.tensor(s.trained_mask(), dtype=torch.bool) & (pos >= 0)
+    return pos, trained
 
 
 def block_causal_mask(

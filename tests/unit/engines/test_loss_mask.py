@@ -146,3 +146,31 @@ def test_packed_and_padded_micro_batches_give_the_same_loss_with_masks(agg):
         loss, grads, _ = _step(model, samples, agg=agg, packing=packing, micro=2)
         assert loss == pytest.approx(whole[0], abs=1e-5)
         assert torch.allclose(grads, whole[1], atol=1e-5), (grads - whole[1]).abs().max()
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_the_forward_computes_no_logits_for_environment_tokens(packing):
+    """The LM head runs on trained positions only (a long tool output costs no [V]-wide work),
+    and the trained tokens' log-probs and gradient equal a full forward's."""
+    from rlkit.engines.logprobs import forward_logprobs
+
+    model = _tiny_llama()
+    samples = [
+        _sample([6, 7, 20, 21, 22, 23, 8], [1, 1, 0, 0, 0, 0, 1]),
+        _sample([10, 30, 31, 32, 33, 11], [1, 0, 0, 0, 0, 1]),
+    ]
+    mb = build(samples, 0, packing)
+    mask = mb.batch["response_mask"]
+    logp, logits, _ = micro_batch_forward(model, mb)
+    if packing:
+        assert logits.shape[1] == int(mask.sum()) == 5
+    else:  # the positions where some row has a trained token: 4 of the 7 response targets
+        assert logits.shape[1] == int(mask.any(0).sum()) == 4
+    (logp * mask).sum().backward()
+    kept = torch.cat([p.grad.flatten() for p in model.parameters()])
+    model.zero_grad()
+    full, _, _ = forward_logprobs(model, mb.batch["input_ids"], mb.batch["attention_mask"])
+    (full * mask).sum().backward()
+    whole = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert torch.allclose(logp * mask, full * mask, atol=1e-5)
+    assert torch.allclose(kept, whole, atol=1e-5)
