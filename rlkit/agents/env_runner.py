@@ -113,14 +113,3 @@ class EnvRunner:
                     self.threads.replace()
                 out.append(CallDone(key, timed_out=True, latency_s=now - started))
         return out
-
-    def wait(self, timeout_s: float) -> None:
-        """Block until some call finished or `timeout_s` passed (tests, idle loops)."""
-        if self.pending:
-            futs = [p[1] for p in self.pending.values()]
-            cf.wait(futs, timeout=timeout_s, return_when=cf.FIRST_COMPLETED)
-
-    def close(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None

@@ -13,7 +13,7 @@ from rlkit.agents.env_runner import EnvRunner
 def collect(runner, n, timeout_s=5.0):
     out, deadline = [], time.monotonic() + timeout_s
     while len(out) < n and time.monotonic() < deadline:
-        runner.wait(0.05)
+        time.sleep(0.02)
         out += runner.poll()
     return {d.key: d for d in out}
 
