@@ -174,3 +174,39 @@ def test_the_forward_computes_no_logits_for_environment_tokens(packing):
     whole = torch.cat([p.grad.flatten() for p in model.parameters()])
     assert torch.allclose(logp * mask, full * mask, atol=1e-5)
     assert torch.allclose(kept, whole, atol=1e-5)
+
+
+class _Rank:
+    """A rank actor's `train_step.remote`, recording the normalisers it is given."""
+
+    def __init__(self):
+        self.train_step, self.got = self, None
+
+    def remote(self, *args):
+        self.got = args
+        return "ref"
+
+
+def test_trainer_and_critic_groups_normalise_by_trained_tokens():
+    from rlkit.algos.critic import disjoint_shares
+    from rlkit.runtime.actors.critic_group import CriticGroup
+    from rlkit.runtime.actors.trainer_group import TrainerGroup
+
+    samples = [
+        _sample([6, 7, 20, 21, 8], [1, 1, 0, 0, 1]),
+        _sample([9, 10], None),
+        _sample([11, 30, 31], [1, 0, 0]),
+        _sample([12], None),
+    ]
+    tg = TrainerGroup.__new__(TrainerGroup)
+    tg.world, tg.mini_batches, tg.max_len = 2, 1, 16
+    tg.micro, tg.micro_tokens, tg.packing = 2, 0, False
+    tg.ranks = [_Rank(), _Rank()]
+    tg.train_step_async(samples)
+    (norms,) = tg.ranks[0].got[1]
+    assert norms == {"num_tokens": 3 + 2 + 1 + 1, "num_seqs": 4.0, "max_len": 16.0}
+    cg = CriticGroup.__new__(CriticGroup)
+    cg.world, cg.num_critics, cg.split = 1, 2, disjoint_shares
+    cg.ranks = [_Rank()]
+    cg.train_async(samples, [], [], [4])
+    assert [n["num_tokens"] for n in cg.ranks[0].got[4]] == [3 + 1, 2 + 1]
