@@ -16,6 +16,8 @@ the prompt.  A row:
     logprobs               the rollout engine's log-prob of each model token, 0 elsewhere
     streams                every other per-token stream the trainer received (ref_logprobs,
                            adv_mask, entropy_mask, method streams), raw values on the response
+                           (on environment tokens: whatever the stage left, e.g. 0 for
+                           ref_logprobs, which are computed on model tokens only)
     estimator_inputs       the advantage estimator's per-sample extra inputs (GRPO-VPS: beliefs
                            and segment_ends, offsets into the response)
     prompt_text, text      the prompt and the response as the engine decoded them
