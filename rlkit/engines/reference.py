@@ -37,7 +37,8 @@ class ReferencePolicy:
         self.micro_batch, self.packing, self.threads = max(1, micro_batch), packing, threads
 
     def logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
-        """log π_ref of every response token of every sample (float32 lists)."""
+        """log π_ref of every trained response token of every sample (float32 lists; 0.0 at
+        environment tokens, which `loss_mask` excludes)."""
         import torch
 
         if self.threads and torch.get_num_threads() != self.threads:
