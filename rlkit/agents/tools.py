@@ -160,6 +160,11 @@ class ToolEnv:
             text, bad = run_call(call, self.by_name)
             results.append(text)
             errors += bad
+        if len(calls) > self.max_calls:  # the model is told, not silently cut off
+            results.append(
+                f"Error: at most {self.max_calls} tool calls per turn; the rest did not run"
+            )
+            errors += len(calls) - self.max_calls
         return "\n".join(results), 0.0, False, {"tool_call_errors": errors}
 
     def score(self, answer: str) -> float:

@@ -119,3 +119,12 @@ def test_garbage_step_results_are_rejected(out):
     with pytest.raises(EnvGarbage):
         check_step(out)
     assert check_step(("o", 1, False, None)).reward == 1.0
+
+
+def test_calls_past_max_calls_are_refused_and_counted():
+    env = CalculatorEnv(max_calls=1)
+    env.reset({"answer": "3"})
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "1+2"}}</tool_call>'
+    obs, _, done, info = env.step(call * 3)
+    assert obs.split("\n") == ["3", "Error: at most 1 tool calls per turn; the rest did not run"]
+    assert not done and info == {"tool_call_errors": 2}
