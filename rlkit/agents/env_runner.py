@@ -113,3 +113,9 @@ class EnvRunner:
                     self.threads.replace()
                 out.append(CallDone(key, timed_out=True, latency_s=now - started))
         return out
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until some call finished or `timeout_s` passed."""
+        if self.pending:
+            futs = [p[1] for p in self.pending.values()]
+            cf.wait(futs, timeout=timeout_s, return_when=cf.FIRST_COMPLETED)

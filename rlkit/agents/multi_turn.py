@@ -37,6 +37,8 @@ from rlkit.runtime.controller.strategies import (
     sample_seed,
 )
 
+IDLE_WAIT_S = 0.02
+
 
 @register_rollout_strategy("multi_turn")
 class MultiTurnStrategy:
@@ -123,6 +125,10 @@ class MultiTurnStrategy:
         """Environment calls that came back: the next model turns and the ended trajectories,
         per group id."""
         out: list[tuple[int, Outcome]] = []
+        if not any(t.pending for t in self.trajs.values()):
+            # no model turn at any engine: the workers answer at once, and the controller would
+            # spin on them; a short wait for the environment instead
+            self.runner.wait(IDLE_WAIT_S)
         for done in self.runner.poll():
             what, traj = done.key
             if self.trajs.get((traj.group_id, traj.index)) is not traj:
