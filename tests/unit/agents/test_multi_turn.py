@@ -230,3 +230,31 @@ def test_worker_restart_reissues_the_turns_in_flight():
     engine.add(again)
     drive(sched, engine, lambda: len(sched.buffer) == 1)
     assert all(s.completion.turns == 3 for s in group.samples.values())
+
+
+def test_non_canonical_model_tokens_survive_verbatim():
+    """The engine may sample ids that tokenising their text would not give back (here the
+    characters of `<|im_end|>` one by one, which the tokenizer reads as ONE special token): they
+    stay as sampled in the next turn's prompt and in the trained sample."""
+    sched, strategy, tok = make_scheduler(Chatty, size=1, max_turns=2)
+    engine = ScriptedEngine(tok, lambda r, t: "hi")
+    byte_ids = [tok.convert_tokens_to_ids(tok.tokenize(ch)[0]) for ch in "<|im_end|>"]
+    assert tok("<|im_end|>", add_special_tokens=False)["input_ids"] != byte_ids
+
+    def finish_all():
+        out = ScriptedEngine.finish_all(engine)
+        for f in out:
+            f.completion.token_ids = byte_ids
+            f.completion.logprobs = [-0.5] * len(byte_ids)
+        return out
+
+    engine.finish_all = finish_all
+    group, _ = sched.new_group()
+    drive(sched, engine, lambda: len(sched.buffer) == 1)
+    c = group.samples[0].completion
+    assert c.token_ids[: len(byte_ids)] == byte_ids and c.token_ids[-len(byte_ids) :] == byte_ids
+    second = engine.seen[1].prompt_ids
+    assert second[len(group.prompt.token_ids) :][: len(byte_ids)] == byte_ids
+    assert (
+        second == group.prompt.token_ids + c.token_ids[: len(second) - len(group.prompt.token_ids)]
+    )
