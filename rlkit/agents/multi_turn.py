@@ -162,7 +162,7 @@ class MultiTurnStrategy:
                 obs = res.observation
                 stop = res.done or obs is None
         except Exception as exc:  # noqa: BLE001 (an environment's failure ends its trajectory)
-            return self._fail(traj, what, exc)
+            return self._fail(traj, what, exc, timed_out=done.timed_out)
         # the limits end a trajectory after a model turn: every sample has at least one
         limited = traj.turns >= self.limits.max_turns or traj.out_of_time(self.limits)
         if stop or (traj.turns and limited):
@@ -172,7 +172,7 @@ class MultiTurnStrategy:
             ids = self.encoder.env_turn(obs, getattr(traj.env, "role", "user"), last)
             if len(ids) >= traj.room(self.limits, self.max_model_len):
                 if not traj.turns:
-                    return self._fail(traj, what, ValueError("observation leaves no room"))
+                    return self._fail(traj, what, ValueError("observation leaves no room"), False)
                 return self._end(traj, "length")  # no room for the observation and a reply
             traj.add_env_turn(ids)
         return Outcome(follow_up=[self._next_turn(traj)])
@@ -196,13 +196,11 @@ class MultiTurnStrategy:
             fields={traj.index: fields},
         )
 
-    def _fail(self, traj: Trajectory, what: str, exc: BaseException) -> Outcome:
-        timed_out = isinstance(exc, TimeoutError)
+    def _fail(self, traj: Trajectory, what: str, exc: BaseException, timed_out: bool) -> Outcome:
         self.metrics.timeouts += timed_out
         self.metrics.failures += not timed_out
         kind = "garbage" if isinstance(exc, EnvGarbage) else type(exc).__name__
-        if not traj.token_ids:  # nothing to train on: the group goes, as a refused request
+        if not traj.turns:  # nothing to train on: the group goes, as a refused request
             self.drop(traj.group_id)
             return Outcome(error=f"environment {what} failed ({kind}: {exc})"[:300])
-        out = self._end(traj, "error")
-        return out
+        return self._end(traj, "error")
