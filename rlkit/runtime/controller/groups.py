@@ -34,6 +34,9 @@ class Sample:
     components: dict[str, float] = field(default_factory=dict)
     reward_failed: bool = False
     token_scores: list[float] | None = None  # process rewards, when a reward gave them
+    # the fields its reward call got (prompt fields, num_tokens, strategy extras, rank): what
+    # the reward audit re-scores it with (rlkit.runtime.controller.reward_audit)
+    reward_fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

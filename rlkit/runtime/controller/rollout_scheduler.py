@@ -145,6 +145,8 @@ class RolloutScheduler:
         ]  # fmt: skip
         if self.strategy.reward_scope == "group":  # group rewards see each sample's rank
             fields = [{**f, "rank": j} for f, j in zip(fields, new)]
+        for j, f in zip(new, fields):
+            group.samples[j].reward_fields = f
         futs = self.rewards.submit_many(
             [group.prompt.text] * len(new), [c.text for c in texts], fields
         )

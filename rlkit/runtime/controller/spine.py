@@ -4,6 +4,7 @@
     credit + training     TrainerDispatch   (credit pipeline and trainer step, off-thread)
     weight publishing     WeightPublisher   (object store or NCCL)
     record                StepRecorder      (metrics, checkpoints, eval, logging)
+    reward audit          RewardAudit       (a few trained samples re-scored each step)
     worker failure        WorkerRestarts    (a dead rollout worker replaced, its groups re-issued)
 
 The loops only decide *when* to call these; no algorithm is named here (credit stages, loss
@@ -19,6 +20,7 @@ from typing import Any
 
 from rlkit.config import RecipeConfig
 from rlkit.runtime.controller.groups import Group, Prompt
+from rlkit.runtime.controller.reward_audit import RewardAudit
 from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
 from rlkit.runtime.controller.step_recorder import StepRecorder
 from rlkit.runtime.controller.trainer_dispatch import TrainerDispatch
@@ -94,6 +96,9 @@ class Spine:
             evaluator=evaluator,
             run_state=self.state_dict,
         )
+        self.audit = RewardAudit.for_pool(
+            rewards, seed=cfg.seed, group_scope=strategy.reward_scope == "group"
+        )
         self.step = 0
         self._accounting_warned = False
 
@@ -112,6 +117,8 @@ class Spine:
             "staleness/mean": sum(stale) / len(stale),
             "staleness/max": max(stale),
         }
+        if self.audit is not None:  # enqueued only: the re-scores run on the audit's thread
+            self.audit.submit(groups)
         return self.dispatch.submit(groups, stats)
 
     def finish_train(self, future: Future) -> dict:
@@ -133,6 +140,7 @@ class Spine:
             "rollout/reissued_groups": self.rollout.reissued_groups,
             "rollout/accounting_ok": float(self.check_accounting(counts)),
             **self.rollout.strategy_metrics(),
+            **(self.audit.take() if self.audit is not None else {}),
         }
         self.rollout.step_tokens = 0
         return self.recorder.record(self.step, metrics, rollout)
@@ -169,6 +177,8 @@ class Spine:
     def close(self) -> None:
         self.dispatch.close()
         self.restarts.close()
+        if self.audit is not None:
+            self.audit.close()
 
 
 class WorkerProbe:
