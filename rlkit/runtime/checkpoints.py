@@ -15,6 +15,13 @@ Disk: with the optimizer state a checkpoint is about 4x the fp32 weights (Adam's
 and ZeRO's fp32 master copy), so `keep_last` defaults to 2, and `trainer.save_optimizer: false`
 writes weight-only checkpoints (no `trainer_state/`): a resume from one restarts the optimizer
 and is not exact (rlkit.runtime.resume says so).
+
+Saving does not stop training (`start_checkpoint`): at the controller's step boundary the
+trainer ranks snapshot their state into host memory (rlkit.engines.snapshot) and the
+controller takes its own state; the files are written by background threads while the next
+steps train, and the folder is renamed into place when all are on disk.  One save is in flight
+at a time (the next waits for it), and the atomic rule is unchanged: until the rename the
+checkpoint is only the hidden `.step_<n>.tmp/`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,18 +68,97 @@ def write_checkpoint(
     *,
     optimizer: bool = True,
 ) -> Path:
-    """Checkpoint `step` atomically: trainer (HF folder + DeepSpeed state; the weights only
-    when not `optimizer`), critics, and the controller's `run_state()` last."""
+    """Checkpoint `step` atomically and wait until it is on disk (`start_checkpoint`)."""
+    pending = start_checkpoint(
+        checkpoint_dir, step, trainer, critic, run_state, optimizer=optimizer
+    )
+    return pending.wait()
+
+
+def start_checkpoint(
+    checkpoint_dir: str | Path,
+    step: int,
+    trainer: Any,
+    critic: Any = None,
+    run_state: Callable[[], dict] | None = None,
+    *,
+    optimizer: bool = True,
+) -> PendingCheckpoint:
+    """Checkpoint `step` without waiting for the disk.  Now, at the step boundary: the
+    trainer's snapshot (`trainer.start_save`), the critics' state and `run_state()`.  Then a
+    thread waits for the trainer's writes, writes run_state.json last and renames the folder
+    into place (rlkit.engines.model_io.atomic_folder: an error or a crash before that leaves
+    only the hidden temporary folder)."""
     from rlkit.engines.model_io import atomic_folder
 
+    t0 = time.perf_counter()
     out = Path(checkpoint_dir) / f"step_{step}"
-    with atomic_folder(out) as tmp:
-        trainer.save_checkpoint(str(tmp), optimizer=optimizer)
+    folder = atomic_folder(out)
+    tmp = folder.__enter__()
+    try:
+        written = _start_trainer(trainer, tmp, optimizer)
         if critic is not None:
             critic.save_state(str(tmp))
-        if run_state is not None:
-            (tmp / RUN_STATE).write_text(json.dumps(run_state(), indent=1))
-    return out
+        state = None if run_state is None else run_state()
+    except BaseException as exc:
+        folder.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary folder
+        raise
+
+    def finish() -> None:
+        try:
+            written()
+            if state is not None:
+                (tmp / RUN_STATE).write_text(json.dumps(state, indent=1))
+        except BaseException as exc:
+            folder.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        folder.__exit__(None, None, None)  # fsync, rename into place
+
+    return PendingCheckpoint(out, step, finish, t0)
+
+
+def _start_trainer(trainer: Any, tmp: Path, optimizer: bool) -> Callable[[], None]:
+    """Start the trainer's part (TrainerGroup.start_save); returns the wait for its files."""
+    trainer.start_save(str(tmp), optimizer)
+
+    def written() -> None:
+        while not trainer.save_done():
+            time.sleep(0.05)
+
+    return written
+
+
+class PendingCheckpoint:
+    """A checkpoint being written in the background (`start_checkpoint`)."""
+
+    def __init__(self, out: Path, step: int, finish: Callable[[], None], t0: float) -> None:
+        from rlkit.engines.snapshot import BackgroundWrite
+
+        self.out, self.step, self.t0 = out, step, t0
+        self.blocked_s = time.perf_counter() - t0  # the part the training step waited for
+        self.save_s = 0.0
+        self.write = BackgroundWrite(lambda: self._timed(finish))
+
+    def _timed(self, finish: Callable[[], None]) -> None:
+        finish()
+        self.save_s = time.perf_counter() - self.t0
+
+    def done(self) -> bool:
+        """Whether it is on disk (a failed write raises here)."""
+        return self.write.done()
+
+    def wait(self) -> Path:
+        self.write.done(wait=True)
+        return self.out
+
+    def metrics(self) -> dict[str, float]:
+        """`ckpt/*` of a finished save: its step, size, total and blocking seconds."""
+        return {
+            "ckpt/step": float(self.step),
+            "ckpt/bytes": float(folder_bytes(self.out)),
+            "ckpt/save_s": self.save_s,
+            "ckpt/blocked_s": self.blocked_s,
+        }
 
 
 def has_trainer_state(checkpoint: str | Path) -> bool:

@@ -39,10 +39,12 @@ def rows(run_dir) -> list[dict]:
 
 
 def kill_a_trainer_rank_after(monkeypatch, metrics: Path, steps: int) -> dict:
-    """SIGKILL trainer rank 1 once `metrics` holds `steps` records."""
+    """SIGKILL trainer rank 1 once `metrics` holds `steps` records and a checkpoint is on disk
+    (saves are written in the background: a step's record can precede its checkpoint)."""
     import ray
 
     from rlkit.runtime.actors import trainer_group
+    from rlkit.runtime.checkpoints import latest_resumable
 
     groups: list = []
     real_init = trainer_group.TrainerGroup.__init__
@@ -60,6 +62,8 @@ def kill_a_trainer_rank_after(monkeypatch, metrics: Path, steps: int) -> dict:
         pid = ray.get(groups[0].ranks[1].__ray_call__.remote(lambda self: os.getpid()))
         while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= steps):
             time.sleep(0.05)
+        while latest_resumable(metrics.parent / "checkpoints") is None:
+            time.sleep(0.01)
         os.kill(pid, signal.SIGKILL)
         killed["pid"] = pid
 

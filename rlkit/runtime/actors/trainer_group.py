@@ -87,17 +87,39 @@ class TrainerRank(RankActor):
         state = self.trainer.export_state()
         return None if state is None else state_dict_to_bytes(state)
 
-    def save_checkpoint(self, folder: str, optimizer: bool = True) -> None:
+    def start_save(self, folder: str, optimizer: bool = True) -> None:
         """Into the (temporary) checkpoint `folder`: the HF model files (rank 0) and, with
-        `optimizer`, every rank's DeepSpeed state under `folder/trainer_state/`."""
-        from rlkit.engines.model_io import write_hf_files
-        from rlkit.engines.train_state import save_engines
+        `optimizer`, every rank's DeepSpeed state under `folder/trainer_state/`.  Now, at the
+        step boundary, the snapshot: this step's weights and DeepSpeed state into host memory
+        (rlkit.engines.snapshot); a thread then writes them while the rank trains on
+        (`save_done`).  One write at a time: a previous one is finished first."""
+        from functools import partial
 
+        from rlkit.engines.snapshot import BackgroundWrite, snapshot_engines
+
+        self.save_done(wait=True)
         state = self.trainer.export_state()
+        if state is not None:  # rank 0; the live parameters change with the next step
+            state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        ds = f"{folder}/trainer_state"
+        held = snapshot_engines([self.trainer.engine], ds) if optimizer else []
+        self._write = BackgroundWrite(partial(self._write_files, state, held, folder))
+
+    def _write_files(self, state: dict | None, held: list, folder: str) -> None:
+        from rlkit.engines.model_io import write_hf_files
+        from rlkit.engines.snapshot import write_held
+
         if state is not None:
             write_hf_files(state, self.trainer.model_path, folder)
-        if optimizer:
-            save_engines([self.trainer.engine], f"{folder}/trainer_state")
+        write_held(held)
+
+    def save_done(self, wait: bool = False) -> bool:
+        """Whether the last `start_save` is written (its error raised here, once)."""
+        write = getattr(self, "_write", None)
+        if write is None or (not wait and not write.done_now()):
+            return write is None
+        self._write = None
+        return write.done(wait=True)
 
     def load_state(self, folder: str) -> None:
         """Model, optimizer, LR scheduler and RNG from a checkpoint's `trainer_state/`; from a
@@ -245,12 +267,20 @@ class TrainerGroup:
         refs = [r.export_weights.remote() for r in self.ranks]
         return refs[0]
 
-    def save_checkpoint(self, folder: str, optimizer: bool = True) -> None:
-        """Every rank writes its part of the checkpoint into `folder` (see TrainerRank); the
-        weights only when not `optimizer` (`trainer.save_optimizer: false`)."""
+    def start_save(self, folder: str, optimizer: bool = True) -> None:
+        """Every rank's part of the checkpoint into `folder` (see TrainerRank; the weights
+        only when not `optimizer`, `trainer.save_optimizer: false`).  Returns when every rank
+        holds its snapshot in memory; the writes go on behind the next train step."""
         import ray
 
-        ray.get([r.save_checkpoint.remote(folder, optimizer) for r in self.ranks])
+        ray.get([r.start_save.remote(folder, optimizer) for r in self.ranks])
+
+    def save_done(self) -> bool:
+        """Whether every rank has written its part (a rank's write error is raised here).  The
+        question queues behind a running train step on each rank."""
+        import ray
+
+        return all(ray.get([r.save_done.remote() for r in self.ranks]))
 
     def load_state(self, folder: str) -> None:
         import ray

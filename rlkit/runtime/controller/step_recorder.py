@@ -69,7 +69,8 @@ class StepRecorder:
         self.checkpoint_dir = checkpoint_dir
         self.keep_last = cfg.trainer.keep_last
         self.save_optimizer = cfg.trainer.save_optimizer
-        self.save_metrics: dict[str, float] = {}  # ckpt/* of the save of the step being logged
+        self.save_metrics: dict[str, float] = {}  # ckpt/* of finished saves, for the next record
+        self.pending = None  # the checkpoint being written (rlkit.runtime.checkpoints)
         self.inexact_resumes = 0  # resumes from weight-only checkpoints, over the run's life
         self.resume_note: dict[str, float] = {}  # for the first record after a resume
         self.saved: dict[int, str] = {}  # step -> checkpoint folder written this run
@@ -144,9 +145,12 @@ class StepRecorder:
         }
         rec.update(self.resume_note)
         self.resume_note = {}
+        if self.pending is not None and self.pending.done():
+            self.wait_saved()
         if self.checkpoint_dir and self.save_every and step % self.save_every == 0:
-            self.save(step)
-            rec.update(self.save_metrics)
+            self.save(step, background=True)  # after the previous save is on disk
+        rec.update(self.save_metrics)  # ckpt/* of the saves finished since the last record
+        self.save_metrics = {}
         self.maybe_eval(step)
         rec.update(self.collect_evals())
         self.logger.log(rec)
@@ -202,15 +206,17 @@ class StepRecorder:
             merged["eval/step"] = result["step"]
         return merged
 
-    def save(self, step: int) -> str:
+    def save(self, step: int, background: bool = False) -> str:
         """Checkpoint `step` once (the final save of a run that just saved that step reuses
-        it), then keep the newest `trainer.keep_last` checkpoints (0 = all).  Its size and
-        write time go to `save_metrics` (`ckpt/bytes`, `ckpt/save_s`)."""
-        from rlkit.runtime.checkpoints import folder_bytes, prune, write_checkpoint
+        it) and keep the newest `trainer.keep_last` checkpoints (0 = all).  `background`: only
+        the snapshot now, the files are written while training goes on (one save in flight:
+        a previous one is waited for first); otherwise return once it is on disk.  A finished
+        save's `ckpt/*` metrics go to the next record."""
+        from rlkit.runtime.checkpoints import start_checkpoint
 
         if step not in self.saved:
-            t0 = time.perf_counter()
-            out = write_checkpoint(
+            self.wait_saved()
+            self.pending = start_checkpoint(
                 self.checkpoint_dir,
                 step,
                 self.trainer,
@@ -218,10 +224,18 @@ class StepRecorder:
                 self.run_state,
                 optimizer=self.save_optimizer,
             )
-            self.save_metrics = {
-                "ckpt/save_s": time.perf_counter() - t0,
-                "ckpt/bytes": float(folder_bytes(out)),
-            }
-            self.saved[step] = str(out)
-            prune(self.checkpoint_dir, self.keep_last)
+            self.saved[step] = str(self.pending.out)
+        if not background:
+            self.wait_saved()
         return self.saved[step]
+
+    def wait_saved(self) -> None:
+        """Wait for the save in flight (its write error is raised here), then prune."""
+        from rlkit.runtime.checkpoints import prune
+
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        pending.wait()
+        self.save_metrics.update(pending.metrics())
+        prune(self.checkpoint_dir, self.keep_last)

@@ -37,10 +37,14 @@ def scaled(state: dict, k: float) -> dict:
 
 
 def hf_trainer(state: dict, tiny) -> SimpleNamespace:
-    """A trainer whose checkpoint is the HF folder, written as TrainerGroup.save_checkpoint does."""
-    return SimpleNamespace(
-        save_checkpoint=lambda folder, optimizer=True: write_hf_files(state, tiny, folder)
-    )
+    """A trainer whose checkpoint is the HF folder, written as TrainerGroup.start_save does
+    (here at once)."""
+    return writes_at_once(lambda folder, optimizer=True: write_hf_files(state, tiny, folder))
+
+
+def writes_at_once(save) -> SimpleNamespace:
+    """The trainer's save interface over `save(folder, optimizer)`, done when it returns."""
+    return SimpleNamespace(start_save=save, save_done=lambda: True)
 
 
 def half_then_raise(monkeypatch):
@@ -109,7 +113,7 @@ def test_the_recorder_saves_each_step_once_and_keeps_the_last_n(tmp_path):
         (Path(folder) / "model.safetensors").write_text("w")
 
     cfg = config_from_dict({"model": {"kind": "tiny"}, "trainer": {"keep_last": 2}})
-    trainer = SimpleNamespace(save_checkpoint=save_checkpoint)
+    trainer = writes_at_once(save_checkpoint)
     rec = StepRecorder(cfg, trainer, None, str(tmp_path), run_state=lambda: {"step": len(saves)})
     for step in (1, 2, 3, 3):  # the final save repeats the last step
         rec.save(step)
@@ -127,12 +131,10 @@ def test_a_crash_while_saving_the_trainer_state_leaves_the_last_checkpoint(tmp_p
         (Path(folder) / "trainer_state").mkdir()
         raise OSError("rank died mid-save")
 
-    good = SimpleNamespace(
-        save_checkpoint=lambda f, optimizer=True: (Path(f) / "model.safetensors").touch()
-    )
+    good = writes_at_once(lambda f, optimizer=True: (Path(f) / "model.safetensors").touch())
     write_checkpoint(tmp_path, 2, good, run_state=lambda: {"step": 2})
     with pytest.raises(OSError, match="mid-save"):
-        write_checkpoint(tmp_path, 4, SimpleNamespace(save_checkpoint=broken))
+        write_checkpoint(tmp_path, 4, writes_at_once(broken))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]
     assert latest_resumable(tmp_path).name == "step_2"
 
@@ -149,15 +151,18 @@ def test_the_newest_checkpoint_is_always_kept_and_two_by_default(tmp_path):
 
 
 class FakeEngine:
-    """What TrainerRank's save path calls on a DeepSpeed engine, counting the state saves."""
+    """What TrainerRank's save path calls on a DeepSpeed engine (its files go through
+    `checkpoint_engine`, as DeepSpeed's do), counting the state saves."""
 
     def __init__(self):
         self.saved = []
+        self.checkpoint_engine = None  # the snapshot swaps in its own
+        self.weight = torch.ones(1024)
 
     def save_checkpoint(self, folder, tag):
         self.saved.append(tag)
-        (Path(folder) / tag).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / tag / "optim_states.pt").write_bytes(b"\0" * 4096)
+        self.checkpoint_engine.makedirs(f"{folder}/{tag}", exist_ok=True)
+        self.checkpoint_engine.save({"w": self.weight}, f"{folder}/{tag}/optim_states.pt")
 
 
 def rank_with(state: dict, tiny):
@@ -198,13 +203,15 @@ def test_the_recorder_saves_weight_only_and_logs_size_and_time(tmp_path):
     cfg = config_from_dict({"model": {"kind": "tiny"}, "trainer": over})
     logged = []
     logger = SimpleNamespace(log=logged.append)
-    trainer = SimpleNamespace(save_checkpoint=save_checkpoint)
+    trainer = writes_at_once(save_checkpoint)
     rec = StepRecorder(cfg, trainer, logger, str(tmp_path), run_state=lambda: {"step": 1})
-    out = rec.record(1, {"loss": 0.5}, {"tokens": 10})
-    assert calls == [False]
+    assert "ckpt/bytes" not in rec.record(1, {"loss": 0.5}, {"tokens": 10})
+    rec.wait_saved()  # written in the background: reported with the next record
+    out = rec.record(2, {"loss": 0.5}, {"tokens": 10})
+    assert calls == [False, False]
     run_state_bytes = (tmp_path / "step_1" / "run_state.json").stat().st_size
-    assert out["ckpt/bytes"] == 100 + run_state_bytes
-    assert 0.0 <= out["ckpt/save_s"] < 60.0
+    assert out["ckpt/step"] == 1.0 and out["ckpt/bytes"] == 100 + run_state_bytes
+    assert 0.0 <= out["ckpt/blocked_s"] <= out["ckpt/save_s"] < 60.0
     assert logged[-1]["ckpt/bytes"] == out["ckpt/bytes"]
 
 
