@@ -27,8 +27,12 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 STEPS, PROMPTS, SAMPLES, REWARD_WORKERS = 8, 8, 4, 32
 
 
-def recipe(tmp: Path, model: str, name: str, mode: str, alpha: int, scenario: str) -> dict:
-    base = {
+def base_recipe(
+    tmp: Path, model: str, name: str, mode: str, alpha: int, steps: int = STEPS
+) -> dict:
+    """The tiny-model recipe both benchmarks share: 8 prompts x 4 samples, a two-rank ZeRO-2
+    trainer, `steps` steps in `mode` with staleness bound `alpha`; no data or reward yet."""
+    return {
         "name": name,
         "seed": 0,
         "model": {"kind": "path", "path": model},
@@ -43,11 +47,15 @@ def recipe(tmp: Path, model: str, name: str, mode: str, alpha: int, scenario: st
             "zero_stage": 2,
             "lr": 1e-4,
             "micro_batch_size": 16,
-            "total_steps": STEPS,
+            "total_steps": steps,
         },
         "async": {"mode": mode, "alpha": alpha},
         "logging": {"runs_dir": str(tmp / "runs"), "tensorboard": False, "console": False},
     }
+
+
+def recipe(tmp: Path, model: str, name: str, mode: str, alpha: int, scenario: str) -> dict:
+    base = base_recipe(tmp, model, name, mode, alpha)
     if scenario == "lengths":
         base["data"] = {"kind": "file", "path": str(tmp / "long_tail.jsonl")}
         base["reward"] = {
@@ -77,14 +85,34 @@ def write_long_tail_data(path: Path, n: int = 400) -> None:
             )
 
 
-def run(tmp: Path, model: str, worker, scenario: str, mode: str, alpha: int) -> list[dict]:
+def train_rows(recipe_dict: dict, worker) -> list[dict]:
+    """Train `recipe_dict` with the real controller on `worker`; its metrics.jsonl rows."""
     from rlkit.config.loader import config_from_dict
     from rlkit.runtime.controller.metrics_logger import read_metrics
     from rlkit.runtime.run import train
 
-    name = f"{scenario}_{mode}_a{alpha}"
-    cfg = config_from_dict(recipe(tmp, model, name, mode, alpha, scenario))
+    cfg = config_from_dict(recipe_dict)
     return read_metrics(train(cfg, workers=[worker], log=lambda *_: None))
+
+
+def run(tmp: Path, model: str, worker, scenario: str, mode: str, alpha: int) -> list[dict]:
+    name = f"{scenario}_{mode}_a{alpha}"
+    return train_rows(recipe(tmp, model, name, mode, alpha, scenario), worker)
+
+
+def start_stack(tmp: Path) -> tuple[str, object]:
+    """A tiny Qwen2 model under `tmp`, Ray on 4 logical CPUs, and one vLLM rollout worker that
+    every run of a benchmark shares (its weights are reloaded by each run)."""
+    import ray
+
+    from rlkit.data.tiny_model import build_tiny_model
+    from rlkit.runtime.placement.cluster import init_ray, start_rollout_workers
+
+    model = str(build_tiny_model(tmp / "model", seed=0))
+    init_ray(None, num_cpus=4, object_store_mb=600)
+    (worker,) = start_rollout_workers("vllm", model, 1, 1.0, {"max_model_len": 256, "seed": 0})
+    ray.get(worker.version.remote())
+    return model, worker
 
 
 def mean(rows: list[dict], key: str) -> float:
@@ -112,15 +140,10 @@ def main() -> None:
     import ray
 
     from benchmarks.env_rewards import mean_latency
-    from rlkit.data.tiny_model import build_tiny_model
-    from rlkit.runtime.placement.cluster import init_ray, start_rollout_workers
 
     tmp = Path(tempfile.mkdtemp(prefix="rlkit_bench_"))
-    model = str(build_tiny_model(tmp / "model", seed=0))
     write_long_tail_data(tmp / "long_tail.jsonl")
-    init_ray(None, num_cpus=4, object_store_mb=600)
-    (worker,) = start_rollout_workers("vllm", model, 1, 1.0, {"max_model_len": 256, "seed": 0})
-    ray.get(worker.version.remote())
+    model, worker = start_stack(tmp)
     lengths = scenario_numbers(tmp, model, worker, "lengths", 0.0)
     env_work = mean_latency() * PROMPTS * SAMPLES / REWARD_WORKERS
     env = scenario_numbers(tmp, model, worker, "env", env_work)
