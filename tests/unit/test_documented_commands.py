@@ -31,6 +31,12 @@ INLINE_COMMAND = re.compile(
 )
 PLACEHOLDER_INTS = {"N": "2", "K": "2"}
 INLINE = re.compile(r"`([^`\n]+)`")
+# `rlkit CMD`: the module whose `build_parser` parses it (rlkit.cli dispatches to its `main`)
+RLKIT_COMMANDS = {
+    "eval": "rlkit.eval.cli",
+    "compare": "rlkit.analysis.cli",
+    "view": "rlkit.analysis.viewer",
+}
 
 
 class ParseError(Exception):
@@ -101,7 +107,11 @@ def command_parser(argv: list[str]) -> tuple[str, argparse.ArgumentParser | None
             from rlkit.cli import train_parser
 
             return "rlkit train", train_parser(), "parse_intermixed_args", rest
-        module = {"eval": "rlkit.eval.cli", "compare": "rlkit.analysis.cli"}[cmd]
+        module = RLKIT_COMMANDS.get(cmd)
+        if module is None:
+            raise ParseError(
+                f"rlkit has no command {cmd!r} (known: train, {', '.join(RLKIT_COMMANDS)})"
+            )
         parser = importlib.import_module(module).build_parser()
         return f"rlkit {cmd}", parser, "parse_intermixed_args", rest
     assert argv[0] == "python", argv
@@ -204,3 +214,5 @@ def test_a_wrong_line_fails():
         parse("python benchmarks/async_vs_sync.py --steps 3", whole=True)
     with pytest.raises(ParseError, match="unrecognized"):
         parse("rlkit eval --suite rec --nonsense", whole=False)
+    with pytest.raises(ParseError, match="no command 'evaluate'"):
+        parse("rlkit evaluate --suite rec", whole=True)
