@@ -1,4 +1,5 @@
-"""`rlkit train RECIPE [--seeds N] [key=value ...]`, `rlkit eval ...`, `rlkit compare ...`.
+"""`rlkit train RECIPE [--seeds N] [key=value ...]`, `rlkit eval ...`, `rlkit compare ...`,
+`rlkit view RUN_DIR`.
 
 Every subcommand parses with `parse_intermixed_args`: positionals (a recipe's dotted
 overrides, compare's group folders) may come before, between or after the options.
@@ -103,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: rlkit {train,eval,compare} ...\n"
+            "usage: rlkit {train,eval,compare,view} ...\n"
             "  rlkit train RECIPE [--resume RUN_DIR | --seeds N] [key=value ...]\n"
             "  rlkit eval --suite S (--model DIR | --predictions FILE) --data FILE --out DIR\n"
-            "  rlkit compare GROUP_DIR [GROUP_DIR ...] --metric NAME [--last K] --out DIR"
+            "  rlkit compare GROUP_DIR [GROUP_DIR ...] --metric NAME [--last K] --out DIR\n"
+            "  rlkit view RUN_DIR [--out FILE] [--max-steps K]"
         )
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
@@ -120,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         from rlkit.analysis.cli import main as compare_main
 
         return compare_main(rest)
-    print(f"rlkit: unknown command {cmd!r} (expected train, eval or compare)", file=sys.stderr)
+    if cmd == "view":
+        from rlkit.analysis.viewer import main as view_main
+
+        return view_main(rest)
+    print(
+        f"rlkit: unknown command {cmd!r} (expected train, eval, compare or view)", file=sys.stderr
+    )
     return 2
 
 
