@@ -70,7 +70,7 @@ function series(key) {
   return D.metrics.filter(r => key in r && 'step' in r).map(r => [r.step, r[key]]);
 }
 function lineChart(key, pts) {
-  const W = 320, H = 170, L = 52, R = 10, T = 20, B = 26;
+  const W = 300, H = 150, L = 52, R = 10, T = 20, B = 26;
   const svg = sv('svg', {width: W, height: H, class: 'chart', 'data-metric': key});
   svg.appendChild(sv('text', {x: L, y: 13, 'font-weight': 'bold'}, key));
   const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
