@@ -55,3 +55,23 @@ def test_a_hung_coroutine_is_cancelled():
     runner.submit("aio", forever)
     got = collect(runner, 1)
     assert got["aio"].timed_out and runner.written_off == 0
+
+
+def test_auto_pool_holds_every_trajectory_that_can_be_live():
+    from rlkit.agents.multi_turn import auto_env_workers
+    from rlkit.config.loader import config_from_dict
+    from rlkit.runtime.controller.strategies import StrategyContext
+
+    def ctx(prompts, samples, alpha):
+        cfg = config_from_dict(
+            {
+                "model": {"kind": "tiny"},
+                "rollout": {"prompts_per_step": prompts, "samples_per_prompt": samples},
+                "async": {"alpha": alpha},
+            }
+        )
+        return StrategyContext(cfg=cfg)
+
+    assert auto_env_workers(None) == 8
+    assert auto_env_workers(ctx(4, 8, 2)) == 96  # 4 x 8 x (2 + 1)
+    assert auto_env_workers(ctx(1, 2, 0)) == 8 and auto_env_workers(ctx(64, 16, 4)) == 128
