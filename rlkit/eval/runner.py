@@ -109,17 +109,12 @@ def evaluate_suite(
         preds = {k: v for k, v in loaded.items() if k in keep}
     elif engine is None or tokenizer is None:
         raise ValueError("evaluate_suite needs engine and tokenizer, or predictions")
-    if spec.kind == "math":
-        from rlkit.eval.math_eval import evaluate_math
+    if spec.kind in ("math", "code"):
+        from rlkit.eval import humaneval, math_eval
 
-        metrics, samples = evaluate_math(
-            rows, cfg, engine=engine, tokenizer=tokenizer, predictions=preds
-        )
-    elif spec.kind == "code":
-        from rlkit.eval.humaneval import evaluate_humaneval
-
-        metrics, samples = evaluate_humaneval(
-            rows, cfg, engine=engine, tokenizer=tokenizer, predictions=preds
+        suite_module = math_eval if spec.kind == "math" else humaneval
+        metrics, samples = math_eval.evaluate_graded(
+            rows, cfg, suite_module, engine=engine, tokenizer=tokenizer, predictions=preds
         )
     else:
         from rlkit.eval.rec_eval import evaluate_rec
