@@ -9,6 +9,11 @@ mtime, response prefix, tokenizer) and cached (`_TRIES`).
 Behaviour log-probs: `RecordingBeamSearch` keeps, for every hypothesis, the engine's
 full-vocabulary log-softmax of each chosen token (the values the beam score sums), so each
 beam's `Completion.logprobs` sum to its beam score (float32 sums, to ~1e-5).
+
+A job with `stochastic=True` runs `RecordingStochasticBeamSearch` instead (Gumbel-top-k
+stochastic beams, rlkit.methods.rere.stochastic_beams, seeded by the job's `seed`): its beams come
+in order of their perturbed value, and the `BeamCompletion` carries each beam's inclusion
+probability estimate in `inclusion_probs`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from rlkit.methods.rere.beam_search import (
     run_beam_searches,
 )
 from rlkit.methods.rere.item_trie import ItemTrie, format_item
+from rlkit.methods.rere.stochastic_beams import StochasticBeamSearch
 from rlkit.methods.rere.strategy import BeamCompletion, BeamRequest
 from rlkit.runtime.actors.request_kinds import register_request_kind
 
@@ -71,6 +77,18 @@ class RecordingBeamSearch(BeamSearch):
         return hyp
 
 
+class RecordingStochasticBeamSearch(RecordingBeamSearch, StochasticBeamSearch):
+    """`StochasticBeamSearch` that records per-token logprobs like `RecordingBeamSearch`."""
+
+
+def make_search(job: BeamRequest, eos: list[int], trie: ItemTrie) -> RecordingBeamSearch:
+    """The job's search: deterministic beams, or stochastic ones seeded by `job.seed`."""
+    args = (job.prompt_ids, job.num_beams, job.max_tokens, eos, TrieConstraint(trie))
+    if job.stochastic:
+        return RecordingStochasticBeamSearch(*args, seed=job.seed)
+    return RecordingBeamSearch(*args)
+
+
 _TRIES: dict[tuple, Any] = {}  # one trie per worker process per catalogue (see module doc)
 
 
@@ -96,11 +114,7 @@ def serve_beam_jobs(engine: Any, jobs: list[BeamRequest]) -> list[FinishedReques
     for job in jobs:
         trie = cached_trie(job.catalogue, job.response_prefix, tok)
         tries.append(trie)
-        searches.append(
-            RecordingBeamSearch(
-                job.prompt_ids, job.num_beams, job.max_tokens, eos, TrieConstraint(trie)
-            )
-        )
+        searches.append(make_search(job, eos, trie))
     run_beam_searches(engine.next_token_logprobs, searches)
     version = engine.version
     return [
@@ -127,4 +141,5 @@ def beam_completion(
         beams.append(Completion(list(ids), lps, text, "stop" if done else "length"))
     if not beams:
         return Completion([], [], text="beam search: no catalogue item", finish_reason="error")
-    return BeamCompletion([], [], text="", finish_reason="stop", beams=beams)
+    probs = search.inclusion_probs() if isinstance(search, StochasticBeamSearch) else None
+    return BeamCompletion([], [], text="", finish_reason="stop", beams=beams, inclusion_probs=probs)

@@ -10,6 +10,11 @@ valid items in beam-score order) are the group, scored together by a group-level
 rlkit.methods.rere.beam_jobs serves; `on_finished` turns the finished request's G beams into G
 samples (index = beam rank).  `reward_scope = "group"`: rewards are asked for once per complete
 group with each sample's `rank`.
+
+`stochastic=True` (docs/rere.md "Stochastic beams"): the job samples its G beams without
+replacement by Gumbel-top-k stochastic beam search (rlkit.methods.rere.stochastic_beams), seeded
+by `sample_seed(run seed, group id, 0)`; each sample's inclusion probability estimate reaches
+the reward functions as the field `inclusion_prob`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from typing import Any
 
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 from rlkit.runtime.actors.request_kinds import SampleRequest
-from rlkit.runtime.controller.strategies import Outcome, register_rollout_strategy, request_id
+from rlkit.runtime.controller.strategies import (
+    Outcome,
+    register_rollout_strategy,
+    request_id,
+    sample_seed,
+)
 
 
 @dataclass
@@ -32,13 +42,18 @@ class BeamRequest(SampleRequest):
     max_tokens: int = 64
     catalogue: str = ""
     response_prefix: str = ""
+    stochastic: bool = False  # Gumbel-top-k stochastic beams instead of the top G
+    seed: int | None = None  # the stochastic search's seed
 
 
 @dataclass
 class BeamCompletion(Completion):
-    """A finished beam job: `beams` are the G beams (best first) as per-sample completions."""
+    """A finished beam job: `beams` are the G beams (best first; stochastic: largest perturbed
+    value first) as per-sample completions; `inclusion_probs` (stochastic jobs only) each
+    beam's inclusion probability estimate q, in the same order."""
 
     beams: list[Completion] = field(default_factory=list)
+    inclusion_probs: list[float] | None = None
 
 
 @register_rollout_strategy("constrained_beam")
@@ -47,7 +62,8 @@ class ConstrainedBeamStrategy:
 
     Knobs (`rollout.strategy_kw`): `catalogue` (required: items file, JSON or JSONL list of
     titles), `response_prefix` (default ""), `num_beams` (must equal samples_per_prompt when
-    given), `max_tokens` (default rollout.max_tokens).
+    given), `max_tokens` (default rollout.max_tokens), `stochastic` (default false: Gumbel-top-k
+    stochastic beams, docs/rere.md "Stochastic beams").
     """
 
     reward_scope = "group"
@@ -61,6 +77,7 @@ class ConstrainedBeamStrategy:
         response_prefix: str = "",
         num_beams: int | None = None,
         max_tokens: int | None = None,
+        stochastic: bool = False,
     ):
         path = Path(catalogue).expanduser()
         if not path.is_file():
@@ -70,6 +87,7 @@ class ConstrainedBeamStrategy:
         self.num_beams = num_beams
         self.max_tokens = int(max_tokens or sampling.max_tokens)
         self.sampling, self.seed = sampling, seed
+        self.stochastic = bool(stochastic)
 
     def requests(self, group: Any) -> list[SampleRequest]:
         """One beam job for the whole group (request id "<group id>:0")."""
@@ -87,13 +105,18 @@ class ConstrainedBeamStrategy:
                 max_tokens=self.max_tokens,
                 catalogue=self.catalogue,
                 response_prefix=self.response_prefix,
+                stochastic=self.stochastic,
+                seed=sample_seed(self.seed, group.group_id, 0) if self.stochastic else None,
             )
         ]
 
     def on_finished(self, group: Any, request_id: str, completion: Completion) -> Outcome:
         """The G beams as samples 0..G-1 (beam rank order). With fewer valid items than G the
-        group shrinks to the beams returned (each is a distinct item)."""
+        group shrinks to the beams returned (each is a distinct item). Stochastic beams add the
+        reward field `inclusion_prob` per sample."""
         beams = list(getattr(completion, "beams", []))
         if 0 < len(beams) < group.size:
             group.size = len(beams)
-        return Outcome(samples=list(enumerate(beams)))
+        probs = getattr(completion, "inclusion_probs", None) or []
+        fields = {j: {"inclusion_prob": q} for j, q in enumerate(probs)}
+        return Outcome(samples=list(enumerate(beams)), fields=fields)

@@ -14,7 +14,12 @@ import pytest
 
 from rlkit.engines.rollout_protocol import Completion, FinishedRequest, SamplingConfig
 from rlkit.methods.rere import beam_jobs
-from rlkit.methods.rere.beam_search import beam_search, constrained_beam_search
+from rlkit.methods.rere.beam_search import (
+    TrieConstraint,
+    beam_search,
+    constrained_beam_search,
+    run_beam_searches,
+)
 from rlkit.methods.rere.item_trie import ItemTrie
 from rlkit.methods.rere.rewards import rere_rank, rere_rule
 from rlkit.methods.rere.strategy import BeamCompletion, BeamRequest, ConstrainedBeamStrategy
@@ -247,3 +252,40 @@ def test_hf_engine_beams_equal_its_beam_search(tmp_path, catalogue):
         assert [b.token_ids for b in beams] == [r.token_ids for r in ref]
         for b, r in zip(beams, ref):
             assert math.isclose(sum(b.logprobs), r.score, abs_tol=1e-4)
+
+
+def test_stochastic_beams_through_the_worker(engine, catalogue):
+    """`strategy_kw.stochastic`: the request carries the flag and a per-group seed derived from
+    the run seed; the worker serves G distinct valid items with full-vocab behaviour logprobs
+    and an inclusion probability per beam (the reward field `inclusion_prob`)."""
+    from rlkit.methods.rere.stochastic_beams import StochasticBeamSearch
+    from rlkit.runtime.controller.strategies import sample_seed
+
+    st, worker = strategy(catalogue, stochastic=True), make_worker(engine)
+    assert strategy(catalogue).requests(group_of(0, 4, [1]))[0].stochastic is False
+    outs = {}
+    for gid in (5, 5, 6):
+        group = group_of(gid, 4, [10, 11, 12])
+        (req,) = st.requests(group)
+        assert req.stochastic and req.seed == sample_seed(0, gid, 0)
+        (fin,) = worker.run([req], [], 0.0)
+        probs = fin.completion.inclusion_probs
+        out = st.on_finished(group, fin.request_id, fin.completion)
+        assert [j for j, _ in out.samples] == [0, 1, 2, 3]
+        assert out.fields == {j: {"inclusion_prob": q} for j, q in enumerate(probs)}
+        assert all(0.0 < q <= 1.0 for q in probs)
+        titles = [json.loads(c.text.strip()) for _, c in out.samples]
+        assert len(set(titles)) == 4 and set(titles) <= set(TITLES)
+        for _, c in out.samples:  # behaviour logprobs: the engine's full-vocab values
+            assert c.token_ids[-1] == 1 and len(c.logprobs) == len(c.token_ids)
+            for j, t in enumerate(c.token_ids):
+                want = engine.logsoftmax([10, 11, 12, *c.token_ids[:j]])[t]
+                assert math.isclose(c.logprobs[j], want, abs_tol=1e-6)
+        outs.setdefault(gid, []).append([c.token_ids for _, c in out.samples])
+    assert outs[5][0] == outs[5][1]  # same group id and run seed: the same beams
+    # the same search run directly with the request's seed gives the worker's beams
+    trie = beam_jobs.cached_trie(catalogue, "", engine.tokenizer)
+    seed = sample_seed(0, 6, 0)
+    ref = StochasticBeamSearch([10, 11, 12], 4, 16, [1], TrieConstraint(trie), seed=seed)
+    run_beam_searches(engine.next_token_logprobs, [ref])
+    assert [ids for ids, _ in ref.results()] == outs[6][0]
