@@ -5,6 +5,8 @@ Everything ReRe needs, in one folder (docs/rere.md, docs/architecture.md "Method
 - `item_trie`: the catalogue as a token trie of every `response_prefix + '"Title"\\n' + EOS`.
 - `beam_search`: the one constrained beam search (equal to transformers' beam search with a
   prefix constraint), driven by any engine's `next_token_logprobs`.
+- `stochastic_beams`: Gumbel-top-k stochastic beam search under the same trie (Kool et al.
+  2019), the option `strategy_kw.stochastic`, with inclusion-probability estimates.
 - `strategy`: the rollout strategy `constrained_beam` (one beam job per group; the G beams are
   the group) and its request type.
 - `beam_jobs`: the worker request kind `constrained_beam` that serves those jobs.
