@@ -59,22 +59,6 @@ def prune(checkpoint_dir: str | Path, keep_last: int) -> list[Path]:
     return gone
 
 
-def write_checkpoint(
-    checkpoint_dir: str | Path,
-    step: int,
-    trainer: Any,
-    critic: Any = None,
-    run_state: Callable[[], dict] | None = None,
-    *,
-    optimizer: bool = True,
-) -> Path:
-    """Checkpoint `step` atomically and wait until it is on disk (`start_checkpoint`)."""
-    pending = start_checkpoint(
-        checkpoint_dir, step, trainer, critic, run_state, optimizer=optimizer
-    )
-    return pending.wait()
-
-
 def start_checkpoint(
     checkpoint_dir: str | Path,
     step: int,

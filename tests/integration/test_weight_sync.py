@@ -35,7 +35,7 @@ def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, z
 
     from rlkit.engines.rollout_protocol import SamplingConfig
     from rlkit.engines.train_batch import TrainSample
-    from rlkit.runtime.checkpoints import write_checkpoint
+    from rlkit.runtime.checkpoints import start_checkpoint
     from rlkit.runtime.placement.cluster import reset_workers
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -47,7 +47,7 @@ def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, z
     try:
         ray.get(group.train_step_async(samples))
         ray.get(vllm_worker.load_weights.remote(group.export_weights_async(), 1))
-        ckpt = write_checkpoint(tmp_path / "checkpoints", 1, group)
+        ckpt = start_checkpoint(tmp_path / "checkpoints", 1, group).wait()
         ray.get(group.train_step_async(samples))
         second = ray.get(group.export_weights_async())
     finally:

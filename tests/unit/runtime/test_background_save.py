@@ -115,14 +115,14 @@ KILLED_WRITER = textwrap.dedent(
     from pathlib import Path
     from types import SimpleNamespace
     from rlkit.engines.model_io import load_folder_state, write_hf_files
-    from rlkit.runtime.checkpoints import start_checkpoint, write_checkpoint
+    from rlkit.runtime.checkpoints import start_checkpoint
 
     tiny, ck = sys.argv[1], Path(sys.argv[2])
     state = load_folder_state(tiny)
     full = SimpleNamespace(
         start_save=lambda f, optimizer=True: write_hf_files(state, tiny, f), save_done=lambda: True
     )
-    write_checkpoint(ck, 1, full, run_state=lambda: {"step": 1})
+    start_checkpoint(ck, 1, full, run_state=lambda: {"step": 1}).wait()
 
     def slow(folder, optimizer=True):
         (Path(folder) / "model.safetensors").write_bytes(b"half a file")

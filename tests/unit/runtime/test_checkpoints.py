@@ -18,8 +18,8 @@ from rlkit.runtime.checkpoints import (
     latest_resumable,
     prune,
     read_run_state,
+    start_checkpoint,
     step_folders,
-    write_checkpoint,
 )
 
 
@@ -68,12 +68,12 @@ def loads(folder) -> torch.Tensor:
 def test_a_save_failing_midway_keeps_the_previous_checkpoint(tiny, tmp_path, monkeypatch):
     state = load_folder_state(tiny)
     ck = tmp_path / "checkpoints"
-    write_checkpoint(ck, 1, hf_trainer(state, tiny))
+    start_checkpoint(ck, 1, hf_trainer(state, tiny)).wait()
     half_then_raise(monkeypatch)
     with pytest.raises(OSError, match="disk full"):
-        write_checkpoint(ck, 2, hf_trainer(scaled(state, 2.0), tiny))
+        start_checkpoint(ck, 2, hf_trainer(scaled(state, 2.0), tiny)).wait()
     with pytest.raises(OSError):  # overwriting the same step fails too: the old copy stays
-        write_checkpoint(ck, 1, hf_trainer(scaled(state, 3.0), tiny))
+        start_checkpoint(ck, 1, hf_trainer(scaled(state, 3.0), tiny)).wait()
     assert sorted(p.name for p in ck.iterdir()) == ["step_1"]  # nothing half-written
     assert torch.equal(loads(ck / "step_1"), state["model.embed_tokens.weight"])
 
@@ -81,8 +81,8 @@ def test_a_save_failing_midway_keeps_the_previous_checkpoint(tiny, tmp_path, mon
 def test_overwrite_replaces_whole_and_a_crash_between_renames_is_recovered(tiny, tmp_path):
     state = load_folder_state(tiny)
     out = tmp_path / "step_3"
-    write_checkpoint(tmp_path, 3, hf_trainer(state, tiny))
-    write_checkpoint(tmp_path, 3, hf_trainer(scaled(state, 2.0), tiny))
+    start_checkpoint(tmp_path, 3, hf_trainer(state, tiny)).wait()
+    start_checkpoint(tmp_path, 3, hf_trainer(scaled(state, 2.0), tiny)).wait()
     assert torch.equal(loads(out), 2.0 * state["model.embed_tokens.weight"])
     # killed after moving the old copy aside, before the new one was renamed in
     out.rename(tmp_path / ".step_3.old")
@@ -132,9 +132,9 @@ def test_a_crash_while_saving_the_trainer_state_leaves_the_last_checkpoint(tmp_p
         raise OSError("rank died mid-save")
 
     good = writes_at_once(lambda f, optimizer=True: (Path(f) / "model.safetensors").touch())
-    write_checkpoint(tmp_path, 2, good, run_state=lambda: {"step": 2})
+    start_checkpoint(tmp_path, 2, good, run_state=lambda: {"step": 2}).wait()
     with pytest.raises(OSError, match="mid-save"):
-        write_checkpoint(tmp_path, 4, writes_at_once(broken))
+        start_checkpoint(tmp_path, 4, writes_at_once(broken)).wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]
     assert latest_resumable(tmp_path).name == "step_2"
 
@@ -179,8 +179,10 @@ def rank_with(state: dict, tiny):
 def test_a_weight_only_checkpoint_has_the_weights_and_no_trainer_state(tiny, tmp_path):
     state = load_folder_state(tiny)
     rank = rank_with(scaled(state, 2.0), tiny)
-    full = write_checkpoint(tmp_path, 1, rank, run_state=lambda: {"step": 1})
-    light = write_checkpoint(tmp_path, 2, rank, run_state=lambda: {"step": 2}, optimizer=False)
+    full = start_checkpoint(tmp_path, 1, rank, run_state=lambda: {"step": 1}).wait()
+    light = start_checkpoint(
+        tmp_path, 2, rank, run_state=lambda: {"step": 2}, optimizer=False
+    ).wait()
     assert rank.trainer.engine.saved == ["engine0"]  # the optimizer state: the full save only
     assert has_trainer_state(full) and not has_trainer_state(light)
     # the same files but trainer_state/ (optimizer partitions and RNG states)
@@ -274,7 +276,7 @@ def test_a_rank_resumes_a_weight_only_checkpoint_by_rebuilding_from_its_weights(
     monkeypatch.setattr(deepspeed_engine, "DeepSpeedPolicyTrainer", Rebuilt)
     rank = rank_with(load_folder_state(tiny), tiny)
     rank._trainer_args = (0, 1, "127.0.0.1", 1, None)
-    ck = write_checkpoint(tmp_path, 3, rank, optimizer=False)
+    ck = start_checkpoint(tmp_path, 3, rank, optimizer=False).wait()
     rank.load_state(str(ck))
     assert built == [str(ck)] and rank.trainer.model_path == str(tiny)
     assert len(stepped) == 3 * 2  # steps x optimizer updates per step
