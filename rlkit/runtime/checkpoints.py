@@ -6,6 +6,8 @@ A checkpoint folder holds
     trainer_state/                                    DeepSpeed state of every trainer rank
                                                       (not with `trainer.save_optimizer: false`)
     critic_state/                                     the same for the critics (PPO, AsyPPO)
+    queue.pkl                                         the rollout queue: buffered and running
+                                                      groups (rlkit.runtime.controller.queue_state)
     run_state.json                                    the controller's state (rlkit.runtime.resume)
 and is written atomically (rlkit.engines.model_io.atomic_folder): everything goes into the
 hidden `.step_<n>.tmp/` and is renamed into place only when whole, so a crash mid-save leaves the
@@ -36,6 +38,7 @@ from typing import Any
 
 _STEP = re.compile(r"step_(\d+)")
 RUN_STATE = "run_state.json"
+QUEUE = "queue.pkl"  # a run state's `queue` entry: token ids and log-probs, too big for JSON
 TRAINER_STATE = "trainer_state"
 
 
@@ -92,13 +95,25 @@ def start_checkpoint(
         try:
             written()
             if state is not None:
-                (tmp / RUN_STATE).write_text(json.dumps(state, indent=1))
+                _write_run_state(tmp, state)
         except BaseException as exc:
             folder.__exit__(type(exc), exc, exc.__traceback__)
             raise
         folder.__exit__(None, None, None)  # fsync, rename into place
 
     return PendingCheckpoint(out, step, finish, t0)
+
+
+def _write_run_state(folder: Path, state: dict) -> None:
+    """`state`'s `queue` entry to queue.pkl, then the rest to run_state.json (last: it marks
+    the checkpoint resumable)."""
+    import pickle
+
+    state = dict(state)
+    queue = state.pop("queue", None)
+    if queue is not None:
+        (folder / QUEUE).write_bytes(pickle.dumps(queue, protocol=pickle.HIGHEST_PROTOCOL))
+    (folder / RUN_STATE).write_text(json.dumps(state, indent=1))
 
 
 def _start_trainer(trainer: Any, tmp: Path, optimizer: bool) -> Callable[[], None]:
@@ -168,4 +183,11 @@ def latest_resumable(checkpoint_dir: str | Path) -> Path | None:
 
 
 def read_run_state(checkpoint: str | Path) -> dict:
-    return json.loads((Path(checkpoint) / RUN_STATE).read_text())
+    """run_state.json, with queue.pkl under `queue` when the checkpoint has one."""
+    import pickle
+
+    state = json.loads((Path(checkpoint) / RUN_STATE).read_text())
+    queue = Path(checkpoint) / QUEUE
+    if queue.is_file():
+        state["queue"] = pickle.loads(queue.read_bytes())
+    return state

@@ -5,17 +5,24 @@ What a checkpoint restores (rlkit.runtime.checkpoints writes it):
     critics    the same, for each value model
     controller step = policy version, the prompt stream's position, staleness and accounting
                counters, worker restarts: `Spine.state_dict()`, composed of the components'
-               own (RolloutScheduler, StalenessManager, GroupBuffer, PromptStream,
-               WorkerRestarts, StepRecorder)
+               own (RolloutScheduler, StalenessManager, PromptStream, WorkerRestarts,
+               StepRecorder)
+    queue      the buffered and running groups, pending rewards, trained group ids
+               (`queue.pkl`, rlkit.runtime.controller.queue_state)
     metrics    `metrics.jsonl` / `eval.jsonl` keep the records up to the checkpoint's step and
                go on appending; TensorBoard purges the later steps (`purge_step`)
 The rollout workers start from the initial model and receive the restored trainer's weights as
 version `step` through the normal weight publication, as after any step of an unbroken run.
 The reference model stays the run's initial model.
 
-Groups in flight at the checkpoint (possible only with alpha > 0) are not saved: their prompts
-are issued again first after the resume, as new groups (counted as aborted in the accounting),
-so at alpha = 0 a resumed run repeats the uninterrupted run's remaining steps exactly.
+Groups buffered or in flight at the checkpoint (possible only with alpha > 0) are saved and put
+back with their ids and versions: finished samples and rewards are kept, pending rewards are
+computed again, requests in flight are generated again with their seeds (from their start, at
+the resumed weights: counted in `resume/regenerated_requests`), and too-stale groups are aborted
+by the staleness rule and counted.  The first record after a resume says what came back
+(`resume/groups_lost`, 0 unless the checkpoint predates the saved queue).  At alpha = 0 there are
+none at a step boundary, and a resumed run repeats the uninterrupted run's remaining steps
+exactly.
 
 A weight-only checkpoint (`trainer.save_optimizer: false`, no `trainer_state/`) resumes too, but
 not exactly: the trainer ranks are rebuilt from its HF files with a fresh optimizer (Adam's
@@ -81,9 +88,10 @@ def resume_from(spine: Any, checkpoint: Path, log=print) -> None:
     spine.trainer.load_state(str(checkpoint))
     if spine.critic is not None:
         spine.critic.load_state(str(checkpoint))
-    spine.load_state_dict(read_run_state(checkpoint))
+    queue = spine.load_state_dict(read_run_state(checkpoint))
     spine.publisher.publish(spine.step)
     spine.recorder.mark_resumed(spine.step, str(checkpoint), exact)
+    spine.recorder.resume_note.update(queue or {})
     log(f"[rlkit] resumed from {checkpoint} at step {spine.step}" + ("" if exact else NOT_EXACT))
 
 

@@ -78,7 +78,7 @@ def run_sync(sp: Spine) -> list[dict]:
     ro = sp.rollout
     inflight: dict = {}
     while sp.step < sp.total_steps:
-        new: dict = {}
+        new: dict = ro.take_resumed()  # after a resume: the restored groups' requests first
         t0, t_gen = time.perf_counter(), None
         while len(ro.buffer) < sp.groups_per_step:
             # A batch's worth of groups; more when dynamic sampling filtered some out.
@@ -103,7 +103,7 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
 
     ro = sp.rollout
     inflight: dict = {}
-    new: dict = {}
+    new: dict = ro.take_resumed()  # after a resume: the restored groups' requests first
     aborts: dict = {}
     train = None  # the Future of the step in progress
     while sp.step < sp.total_steps:

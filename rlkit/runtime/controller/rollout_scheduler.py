@@ -10,7 +10,9 @@ refused a request); `counts()` reports them and `accounting_ok()` checks that th
 that no group was handed to the trainer twice.
 
 A dead rollout worker's groups are re-issued, not dropped (`reissue`): they stay running, keep
-their group ids, admission version and sample seeds, and go to the replacement worker.
+their group ids, admission version and sample seeds, and go to the replacement worker.  A
+checkpoint keeps the queue the same way (`queue_state`, rlkit.runtime.controller.queue_state):
+a resume puts the buffered and running groups back and makes the running ones' requests again.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class RolloutScheduler:
         self.reissued_groups = 0
         self.trained_ids: set[int] = set()  # every group handed to the trainer
         self.trained_twice = 0
+        self.resumed: dict[int, list] = {}  # requests of the groups a resume put back
         # (group id, sample index) -> version its first request started at (a multi-turn
         # sample is stamped with its first turn's) / extra reward fields from the strategy
         self.sample_versions: dict[tuple[int, int], int] = {}
@@ -206,25 +209,37 @@ class RolloutScheduler:
     # ---- worker failure ----
     def reissue(self, worker: int) -> list:
         """Requests to give `worker`'s replacement: its running groups' outstanding ones, made
-        again by the strategy (same request ids and seeds, so the same samples at the same
-        weights).  Finished samples are kept; a group with a request the strategy does not
-        make up front (a later turn of a multi-turn strategy) restarts from scratch."""
+        again by the strategy (`requests_again`)."""
         reqs: list = []
         for g in self.running.values():
             if g.worker != worker:
                 continue
-            fresh = self.strategy.requests(g)
-            if not g.requests <= {r.request_id for r in fresh}:
-                g.samples.clear()
-                self.sample_versions = {
-                    k: v for k, v in self.sample_versions.items() if k[0] != g.group_id
-                }
-                self.reward_futures = [t for t in self.reward_futures if t[0] is not g]
-                g.requests = {r.request_id for r in fresh}
-            mine = [r for r in fresh if r.request_id in g.requests]
+            mine, _ = self.requests_again(g)
             self.reissued_groups += bool(mine)
             reqs += mine
         return reqs
+
+    def requests_again(self, g: Group) -> tuple[list, bool]:
+        """Running group `g`'s outstanding requests made again by the strategy (same request
+        ids and seeds, so the same samples at the same weights); finished samples are kept.  A
+        group with a request the strategy does not make up front (a later turn of a multi-turn
+        strategy) restarts from scratch (the bool says so)."""
+        fresh = self.strategy.requests(g)
+        restart = not g.requests <= {r.request_id for r in fresh}
+        if restart:
+            g.samples.clear()
+            self.sample_versions = {
+                k: v for k, v in self.sample_versions.items() if k[0] != g.group_id
+            }
+            self.reward_futures = [t for t in self.reward_futures if t[0] is not g]
+            g.requests = {r.request_id for r in fresh}
+        return [r for r in fresh if r.request_id in g.requests], restart
+
+    def take_resumed(self) -> dict[int, list]:
+        """The requests of the groups a resume put back (per worker), once (the loops send them
+        first)."""
+        resumed, self.resumed = self.resumed, {}
+        return resumed
 
     # ---- staleness ----
     def abort_stale(self, train_version: int) -> dict[int, list[str]]:
@@ -252,32 +267,42 @@ class RolloutScheduler:
             self.trained_ids |= ids
         return groups
 
-    # ---- checkpoints ----
+    # ---- checkpoints (rlkit.runtime.controller.queue_state) ----
     def state_dict(self) -> dict:
-        """What a checkpoint keeps.  Running and buffered groups are not saved: their prompts
-        are issued again first after a resume, as new groups (new ids: never trained twice),
-        and the old ones count as aborted so the accounting still adds up."""
-        buffer = self.buffer.state_dict()
-        in_flight = [g.prompt.index for g in self.running.values()] + buffer["prompts"]
-        staleness = self.staleness.state_dict()
-        staleness["aborted"] += len(in_flight)
+        """The counters and positions a checkpoint keeps (JSON); the groups themselves are
+        `queue_state()`, saved beside it."""
         return {
             "next_group_id": self.next_group_id,
             "worker_version": self.worker_version,
             "failed": self.failed_groups,
             "reissued": self.reissued_groups,
-            "staleness": staleness,
-            "buffer": buffer,
-            "prompts": self.prompts.state_dict(in_flight),
+            "trained_twice": self.trained_twice,
+            "staleness": self.staleness.state_dict(),
+            "prompts": self.prompts.state_dict([]),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Continue where `state_dict` left off (before any group is admitted)."""
+    def queue_state(self) -> dict:
+        """The buffered and running groups, pending rewards and trained ids, copied now."""
+        from rlkit.runtime.controller.queue_state import snapshot
+
+        return snapshot(self)
+
+    def load_state_dict(self, state: dict, queue: dict | None = None) -> dict[str, float]:
+        """Continue where `state_dict` / `queue_state` left off (before any group is admitted);
+        returns the resume's `resume/*` metrics.  A checkpoint without a queue (written before
+        the queue was saved) had its running and buffered groups counted as aborted and their
+        prompts queued again: they are reported as lost."""
+        from rlkit.runtime.controller.queue_state import restore
+
         self.next_group_id, self.worker_version = state["next_group_id"], state["worker_version"]
         self.failed_groups, self.reissued_groups = state["failed"], state["reissued"]
+        self.trained_twice = state.get("trained_twice", 0)
         self.staleness.load_state_dict(state["staleness"])
-        self.buffer.load_state_dict(state["buffer"])
+        self.buffer.clear()
         self.prompts.load_state_dict(state["prompts"])
+        if queue is None:
+            return {"resume/groups_lost": float(len(state["prompts"]["again"]))}
+        return restore(self, queue)
 
     def counts(self) -> dict[str, int]:
         """Where every admitted group is now or ended (they add up to `admitted`)."""

@@ -160,19 +160,24 @@ class Spine:
 
     # ---- checkpoints (rlkit.runtime.resume) ----
     def state_dict(self) -> dict:
-        """The controller's state after step `step` (JSON): each component's own."""
+        """The controller's state after step `step`: each component's own (JSON), and the
+        rollout queue under `queue` (plain values; rlkit.runtime.checkpoints writes it to
+        `queue.pkl`)."""
         return {
             "step": self.step,
             "rollout": self.rollout.state_dict(),
             "restarts": self.restarts.state_dict(),
             "recorder": self.recorder.state_dict(),
+            "queue": self.rollout.queue_state(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> dict[str, float]:
+        """Restore `state_dict`; returns the rollout queue's `resume/*` metrics."""
         self.step = state["step"]
-        self.rollout.load_state_dict(state["rollout"])
+        resumed = self.rollout.load_state_dict(state["rollout"], state.get("queue"))
         self.restarts.load_state_dict(state["restarts"])
         self.recorder.load_state_dict(state["recorder"])
+        return resumed
 
     def close(self) -> None:
         self.dispatch.close()

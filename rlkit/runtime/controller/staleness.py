@@ -70,8 +70,8 @@ class StalenessManager:
         self.consumed += n
 
     def state_dict(self) -> dict[str, int]:
-        """The counters a checkpoint keeps (running and buffered groups are not saved: after a
-        resume they are issued again, see RolloutScheduler.state_dict)."""
+        """The counters a checkpoint keeps; `running` and `buffered` are set back from the
+        restored groups (rlkit.runtime.controller.queue_state.restore)."""
         return {
             "consumed": self.consumed,
             "dropped": self.dropped_stale,
@@ -105,13 +105,8 @@ class GroupBuffer:
     def put(self, group: Any) -> None:
         self._groups.append(group)
 
-    def state_dict(self) -> dict[str, list[int]]:
-        """The prompts (by index) of the buffered groups: a checkpoint does not keep the groups,
-        their prompts are issued again after a resume (RolloutScheduler.state_dict)."""
-        return {"prompts": sorted(g.prompt.index for g in self._groups)}
-
-    def load_state_dict(self, state: dict[str, list[int]]) -> None:
-        """A resumed buffer starts empty: the groups of `state["prompts"]` are made again."""
+    def clear(self) -> None:
+        """Empty (a resume puts the checkpoint's groups back, queue_state.restore)."""
         self._groups = []
 
     def drop_stale(self, min_version: int) -> list[Any]:

@@ -1,7 +1,7 @@
 """The controller's part of a resume (rlkit.runtime.resume): each component's `state_dict` /
 `load_state_dict` (the prompt stream's position, the in-flight prompts issued again, counters
-restored so the accounting still adds up), composed by the Spine, and the metrics files trimmed
-to the checkpoint's step."""
+restored so the accounting still adds up; the queue itself: test_queue_state.py), composed by
+the Spine, and the metrics files trimmed to the checkpoint's step."""
 
 from __future__ import annotations
 
@@ -118,18 +118,18 @@ def test_run_state_round_trip_keeps_the_accounting():
         )
 
     state = Spine.state_dict(spine(old, 1))
-    assert state["rollout"]["buffer"] == {"prompts": [4]}
-    assert state["rollout"]["prompts"] == {"drawn": 5, "again": [2, 3, 4]}
-    assert state["rollout"]["staleness"]["aborted"] == 3
+    assert [g["group_id"] for g in state["queue"]["buffer"]] == [4]
+    assert [g["group_id"] for g in state["queue"]["running"]] == [2, 3]
+    assert state["rollout"]["prompts"] == {"drawn": 5, "again": []}
+    assert state["rollout"]["staleness"]["aborted"] == 0
     new = spine(scheduler(), 0)
-    Spine.load_state_dict(new, json.loads(json.dumps(state)))
+    note = Spine.load_state_dict(new, json.loads(json.dumps(state)))
+    assert note["resume/groups_lost"] == 0
     assert new.step == 1 and new.rollout.worker_version == 1 and new.restarts.count == 1
     assert list(new.recorder.window) == [(100, 2.0)]  # throughput over the same steps
-    assert len(new.rollout.buffer) == 0 and new.rollout.staleness.buffered == 0
-    admitted = [new.rollout.new_group()[0] for _ in range(4)]
-    assert [g.prompt.index for g in admitted] == [2, 3, 4, 5]
-    assert [g.group_id for g in admitted] == [5, 6, 7, 8]  # new ids: never trained twice
-    new.rollout.running.clear()
-    new.rollout.staleness.running = 0
-    new.rollout.staleness.aborted_stale += 4
-    assert new.rollout.accounting_ok()
+    assert [g.group_id for g in new.rollout.buffer] == [4]
+    assert sorted(new.rollout.running) == [2, 3] and new.rollout.staleness.buffered == 1
+    assert new.rollout.counts() == old.counts() and new.rollout.accounting_ok()
+    admitted = [new.rollout.new_group()[0] for _ in range(2)]
+    assert [g.prompt.index for g in admitted] == [5, 6]  # the stream goes on where it was
+    assert [g.group_id for g in admitted] == [5, 6]
