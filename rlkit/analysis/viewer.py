@@ -2,9 +2,11 @@
 (docs/viewer.md).
 
 It holds the curves of `metrics.jsonl`, a timeline of the trainer steps (from the `time/*`
-metrics), and a sample browser over the rollout dumps (`rollouts/step_N.jsonl`, written with
-`rollout.dump: true`): per step, the samples grouped by group id, model and environment tokens
-told apart (loss mask 1 vs 0), the per-token advantage as a heat map, reward and components.
+metrics), the request timeline (`timeline.jsonl`: every rollout request per worker, trainer
+steps and weight publishes), and a sample browser over the rollout dumps
+(`rollouts/step_N.jsonl`, written with `rollout.dump: true`): per step, the samples grouped by
+group id, model and environment tokens told apart (loss mask 1 vs 0), the per-token advantage
+as a heat map, reward and components.
 
 Token ids are decoded here, in Python, with the run's own tokenizer (found from the run folder
 and its config.yaml, offline only: a viewer never downloads); without one the pieces show as
@@ -135,6 +137,43 @@ def sample_view(row: dict) -> dict[str, Any]:
     }
 
 
+def timeline_view(run_dir: Path, max_requests: int = 20_000) -> dict[str, Any] | None:
+    """The request timeline (`timeline.jsonl`, rlkit.runtime.controller.request_timeline) as
+    compact rows, times in seconds from the first row: requests [worker, start, end, version,
+    aborted, group, sample, tokens], train and publish spans [step, start, end].  Only the last
+    `max_requests` requests (by end) are kept, so a long run's page stays small.  None when the
+    run has no timeline (runs written before it existed)."""
+    path = run_dir / "timeline.jsonl"
+    if not path.is_file():
+        return None
+    rows = [r for r in read_jsonl(path) if isinstance(r.get("start"), (int, float))]
+    if not rows:
+        return None
+    t0 = min(r["start"] for r in rows)
+    reqs = sorted((r for r in rows if r.get("kind") == "request"), key=lambda r: r["end"])
+    kept = reqs[-max_requests:] if max_requests > 0 else reqs
+
+    def t(x: float) -> float:
+        return round(x - t0, 4)
+
+    def span(kind: str) -> list[list]:
+        return [[r["step"], t(r["start"]), t(r["end"])] for r in rows if r.get("kind") == kind]
+
+    return {
+        "requests": [[*_request_fields(r, t)] for r in kept],
+        "train": span("train"),
+        "publish": span("publish"),
+        "total_requests": len(reqs),
+    }
+
+
+def _request_fields(r: dict, t: Callable[[float], float]) -> tuple:
+    """One request row as the page reads it (timeline_view)."""
+    aborted = int(r["aborted"])
+    return (r["worker"], t(r["start"]), t(r["end"]), r.get("version"), aborted, r["group"],
+            r["sample"], r.get("tokens", 0))  # fmt: skip
+
+
 def build_view(run_dir: str | Path, max_steps: int = 50) -> dict[str, Any]:
     """Everything the page shows, as one JSON-able dict."""
     run_dir = Path(run_dir)
@@ -157,6 +196,7 @@ def build_view(run_dir: str | Path, max_steps: int = 50) -> dict[str, Any]:
         "vocab": {str(i): p for i, p in zip(ids, pieces)},
         "decoded": decode is not None,
         "tokenizer": source,
+        "timeline": timeline_view(run_dir),
     }
 
 

@@ -21,6 +21,8 @@ svg .curve { fill: none; stroke: #1f77b4; stroke-width: 1.6; }
 svg .axis { stroke: #999; stroke-width: 1; } svg text { font-size: 10px; fill: #444; }
 svg .span.step { fill: #d9e4f0; stroke: #fff; } svg .span.step.odd { fill: #c3d3e6; }
 svg .span.train { fill: #e07b39; } svg .span.rollout { fill: #3b8e5a; }
+svg .req { fill: #3b6fb0; } svg .req.odd { fill: #7fa7d9; } svg .req.aborted { fill: #d03b3b; }
+svg .publish { stroke: #7a3fa0; stroke-width: 1.5; }
 .group { border: 1px solid #ccc; border-radius: 6px; margin: 10px 0; padding: 6px 10px; }
 .group h3 { font-size: 14px; margin: 4px 0; }
 .sample { border-top: 1px dashed #ddd; padding: 6px 0; }
@@ -148,6 +150,65 @@ function drawTimeline() {
   box.appendChild(svg);
 }
 
+// ---- requests: one lane per worker (requests packed into rows), the trainer lane below ----
+function packRows(reqs, maxRows) {  // greedy interval packing: row of each request
+  const ends = [];
+  return reqs.map(r => {
+    let i = ends.findIndex(e => e <= r[1]);
+    if (i < 0) { i = ends.length < maxRows ? ends.length : ends.indexOf(Math.min(...ends)); }
+    ends[i] = r[2];
+    return i;
+  });
+}
+function drawRequests() {
+  const box = document.getElementById('requests-chart'), T = D.timeline;
+  if (!T || !T.requests.length) {
+    box.appendChild(el('p', 'note', 'No timeline.jsonl in this run.'));
+    return;
+  }
+  const workers = [...new Set(T.requests.map(r => r[0]))].sort((a, b) => a - b);
+  const all = [...T.requests.map(r => r[2]), ...T.train.map(r => r[2])];
+  const total = Math.max(...all) || 1, W = 960, L = 70, R = 10, rowH = 3, MAXR = 40;
+  const X = t => L + t / total * (W - L - R);
+  const lanes = workers.map(w => {
+    const reqs = T.requests.filter(r => r[0] === w).sort((a, b) => a[1] - b[1]);
+    const rows = packRows(reqs, MAXR);
+    return {w, reqs, rows, n: Math.max(...rows) + 1};
+  });
+  const H = lanes.reduce((h, l) => h + l.n * rowH + 10, 0) + 60;
+  const svg = sv('svg', {width: W, height: H, class: 'chart requests'});
+  let y = 6;
+  for (const l of lanes) {
+    svg.appendChild(sv('text', {x: 4, y: y + 10}, 'worker ' + l.w));
+    l.reqs.forEach((r, i) => {
+      const cls = 'req' + (r[4] ? ' aborted' : (r[3] % 2 ? ' odd' : ''));
+      const tip = 'group ' + r[5] + ' sample ' + r[6] + ' · worker ' + r[0] + ' · version ' +
+        r[3] + ' · ' + fmt(r[2] - r[1]) + ' s · ' + r[7] + ' tokens' + (r[4] ? ' · aborted' : '');
+      svg.appendChild(rect(X(r[1]), X(r[2]), y + l.rows[i] * rowH, rowH - 0.5, cls, tip));
+    });
+    y += l.n * rowH + 10;
+  }
+  svg.appendChild(sv('text', {x: 4, y: y + 12}, 'trainer'));
+  for (const [step, a, b] of T.train) {
+    svg.appendChild(rect(X(a), X(b), y, 16, 'span train', 'step ' + step + ' credit + train: ' +
+      fmt(b - a) + ' s'));
+  }
+  for (const [step, a] of T.publish) {
+    const line = sv('line', {x1: X(a), y1: 4, x2: X(a), y2: y + 18, class: 'publish'});
+    line.appendChild(sv('title', {}, 'weights of version ' + step + ' published'));
+    svg.appendChild(line);
+  }
+  y += 28;
+  svg.appendChild(sv('line', {x1: L, y1: y, x2: W - R, y2: y, class: 'axis'}));
+  svg.appendChild(sv('text', {x: L, y: y + 14}, '0 s'));
+  svg.appendChild(sv('text', {x: W - R, y: y + 14, 'text-anchor': 'end'}, fmt(total) + ' s'));
+  box.appendChild(svg);
+  if (T.total_requests > T.requests.length) {
+    box.appendChild(el('p', 'note', 'last ' + T.requests.length + ' of ' + T.total_requests +
+      ' requests shown'));
+  }
+}
+
 // ---- samples ----
 function heat(a, maxAbs) {
   if (!a) return '';
@@ -231,7 +292,7 @@ function drawSamples() {
   showStep(pick.value);
 }
 document.getElementById('run').textContent = D.run;
-drawCurves(); drawTimeline(); drawSamples();
+drawCurves(); drawTimeline(); drawRequests(); drawSamples();
 """
 
 BODY = """<h1>rlkit view: <span id="run"></span></h1>
@@ -245,8 +306,13 @@ BODY = """<h1>rlkit view: <span id="run"></span></h1>
 <p class="note">Steps end to end from <code>time/step_s</code>. Rollout lane: generation time
 (<code>time/rollout_s</code>, synchronous loop) or the rollout workers' busy share of the step
 (<code>perf/rollout_busy_frac</code>, shade). Trainer lane: credit + train step
-(<code>time/train_s</code>), drawn ending where the step ends. Per-request spans (worker,
-start, end, version, aborted) are not recorded yet.</p><div id="timeline-chart"></div></section>
+(<code>time/train_s</code>), drawn ending where the step ends.</p>
+<div id="timeline-chart"></div>
+<h3>Requests</h3><p class="note">Every rollout request from <code>timeline.jsonl</code>: one
+bar from when its worker added it to when it finished, packed into rows per worker; shades
+alternate with the policy version it started under, red ones were aborted as too stale. Trainer
+lane: credit + train step; purple lines: weights published to the workers.</p>
+<div id="requests-chart"></div></section>
 <section id="samples"><h2>Samples</h2>
 <p><label>Step: <select id="step"></select></label> <span class="note" id="tok-note"></span></p>
 <p class="legend"><span class="tok model" style="background: rgba(34,160,60,.6)">model token,

@@ -57,6 +57,10 @@ class FinishedRequest:
     request_id: str
     completion: Completion
     start_version: int
+    # Wall-clock seconds (time.time()) the worker handed it to the engine and saw it finish:
+    # the run's request timeline (docs/viewer.md).  None where nobody stamped it.
+    started_s: float | None = None
+    ended_s: float | None = None
 
 
 @runtime_checkable

@@ -58,3 +58,13 @@ def test_rollout_dump_of_masked_two_turn_samples(tmp_path, tiny_model, vllm_work
         ) == 16
     assert any(any(r["advantages"]) for r in rows)  # something was trained on
     assert not list((run / "rollouts").glob(".*"))  # no temporary file left
+    # the request timeline: each model turn of each trained sample, stamped by the worker
+    timeline = [json.loads(x) for x in (run / "timeline.jsonl").read_text().splitlines()]
+    reqs = [r for r in timeline if r["kind"] == "request"]
+    assert len(reqs) >= 2 * 2 * 16 and all(r["worker"] == 0 for r in reqs)  # two turns each
+    assert all(r["start"] <= r["end"] and r["version"] in (0, 1) for r in reqs)
+    trains = [r for r in timeline if r["kind"] == "train"]
+    assert [r["step"] for r in trains] == [1, 2]
+    assert [r["step"] for r in timeline if r["kind"] == "publish"] == [1, 2]
+    first_v1 = min(r["start"] for r in reqs if r["version"] == 1)
+    assert first_v1 >= trains[0]["end"]  # version 1 requests start after step 1 trained

@@ -33,6 +33,7 @@ class EngineLoop:
         self.cond = threading.Condition()
         self.outbox: list = []  # FinishedRequest, in finishing order
         self.busy_s = 0.0  # seconds spent stepping (and in jobs run under `hold`, see `timed`)
+        self._added: dict[str, float] = {}  # request id -> wall time it was added (timeline)
         self.error: BaseException | None = None
         self._want = 0  # methods waiting for the engine
         self._want_lock = threading.Lock()
@@ -88,6 +89,24 @@ class EngineLoop:
         self.outbox = [f for f in self.outbox if f.request_id not in want]
         return out
 
+    def added(self, ids: Iterable[str]) -> None:
+        """Inside `hold`: requests `ids` were just added to the engine.  Each finished request
+        is stamped with this time and its finishing step's (`started_s`, `ended_s`)."""
+        self._added.update(dict.fromkeys(ids, time.time()))
+
+    def forget(self, ids: Iterable[str]) -> None:
+        """Inside `hold`: requests `ids` were aborted: they will never be stamped."""
+        for i in ids:
+            self._added.pop(i, None)
+
+    def stamp(self, finished: list, started: float | None = None) -> list:
+        """Set `started_s` (when added; else `started`) and `ended_s` (now) of `finished`."""
+        now = time.time()
+        for f in finished:
+            f.started_s = self._added.pop(f.request_id, started if started is not None else now)
+            f.ended_s = now
+        return finished
+
     @contextmanager
     def timed(self) -> Iterator[None]:
         """Count engine work a method does itself (an exclusive request kind) as busy time."""
@@ -139,7 +158,7 @@ class EngineLoop:
                     self.error = exc
                     finished = []
                 self.busy_s += time.perf_counter() - t0
-                self.outbox.extend(finished)
+                self.outbox.extend(self.stamp(finished))
                 if finished or self.error is not None or not self.engine.num_unfinished():
                     self._stepped.set()
                     if self._waiting:  # a method in `wait` looks before the next step

@@ -86,6 +86,7 @@ class RolloutWorker:
         with loop.hold() as engine:
             if abort_ids:
                 engine.abort(abort_ids)
+                loop.forget(abort_ids)
                 loop.take(abort_ids)  # finished but not yet returned: dropped too
             self._serve(engine, new)
             loop.wait(lambda: loop.outbox or not engine.num_unfinished(), _left(deadline))
@@ -101,12 +102,15 @@ class RolloutWorker:
             by_kind.setdefault(req.kind, []).append(req)
         kinds = sorted((REQUEST_KINDS[k] for k in by_kind), key=lambda k: k.exclusive)
         for kind in kinds:
+            reqs = by_kind[kind.name]
             if kind.exclusive:
                 self.loop.wait(lambda: not engine.num_unfinished())
+                started = time.time()
                 with self.loop.timed():
-                    self.loop.outbox += kind.serve(engine, by_kind[kind.name])
+                    self.loop.outbox += self.loop.stamp(kind.serve(engine, reqs), started)
             else:
-                self.loop.outbox += kind.serve(engine, by_kind[kind.name])
+                self.loop.added(r.request_id for r in reqs)
+                self.loop.outbox += self.loop.stamp(kind.serve(engine, reqs))  # refused ones
 
     def num_unfinished(self) -> int:
         """Requests still generating (finished ones waiting in the outbox not counted)."""
@@ -127,6 +131,7 @@ class RolloutWorker:
         with self.loop.hold() as engine:
             ids = engine.pending_ids()
             engine.abort(ids)
+            self.loop.forget(ids)
             self.loop.wait(lambda: not engine.num_unfinished())  # the engine retires them
             self.loop.take()
         return len(ids)

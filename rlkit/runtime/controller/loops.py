@@ -26,7 +26,9 @@ def _dispatch(sp: Spine, inflight: dict, new: dict, aborts: dict, max_wait_s: fl
     for w, worker in enumerate(sp.workers):
         if w in inflight or not (new.get(w) or aborts.get(w) or w in busy):
             continue
-        inflight[w] = worker.run.remote(new.pop(w, []), aborts.pop(w, []), max_wait_s)
+        reqs = new.pop(w, [])
+        sp.timeline.sent(reqs, sp.rollout.worker_version)
+        inflight[w] = worker.run.remote(reqs, aborts.pop(w, []), max_wait_s)
         sp.recorder.rollout_clock.ask(w, worker)  # its busy time, read when the call is back
 
 
@@ -56,6 +58,7 @@ def _collect(sp: Spine, inflight: dict, new: dict, timeout: float, aborts: dict 
             (aborts or {}).pop(w, None)
             continue
         sp.recorder.rollout_clock.collect(w)
+        sp.timeline.finished(w, finished)
         for worker, reqs in sp.rollout.on_finished(finished).items():
             new.setdefault(worker, []).extend(reqs)
 
@@ -121,6 +124,7 @@ def run_async(sp: Spine, max_wait_s: float = 0.2) -> list[dict]:
             sp.finish_train(train)
             train = None
             for w, ids in ro.abort_stale(sp.step).items():
+                sp.timeline.aborted(w, ids)
                 aborts.setdefault(w, []).extend(ids)
         if train is None and sp.step < sp.total_steps:
             groups = ro.take_batch(sp.step)

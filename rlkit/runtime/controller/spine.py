@@ -4,6 +4,7 @@
     credit + training     TrainerDispatch   (credit pipeline and trainer step, off-thread)
     weight publishing     WeightPublisher   (object store or NCCL)
     record                StepRecorder      (metrics, checkpoints, eval, logging)
+    request timeline      RequestTimeline   (per-request spans, train steps, publishes)
     reward audit          RewardAudit       (a few trained samples re-scored each step)
     worker failure        WorkerRestarts    (a dead rollout worker replaced, its groups re-issued)
 
@@ -14,12 +15,14 @@ terms and rollout strategies carry them).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
 from rlkit.config import RecipeConfig
 from rlkit.runtime.controller.groups import Group, Prompt
+from rlkit.runtime.controller.request_timeline import RequestTimeline
 from rlkit.runtime.controller.reward_audit import RewardAudit
 from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
 from rlkit.runtime.controller.step_recorder import StepRecorder
@@ -99,6 +102,7 @@ class Spine:
         self.audit = RewardAudit.for_pool(
             rewards, seed=cfg.seed, group_scope=strategy.reward_scope == "group"
         )
+        self.timeline = RequestTimeline(getattr(logger, "run_dir", None))
         self.step = 0
         self._accounting_warned = False
 
@@ -119,13 +123,18 @@ class Spine:
         }
         if self.audit is not None:  # enqueued only: the re-scores run on the audit's thread
             self.audit.submit(groups)
-        return self.dispatch.submit(groups, stats)
+        future = self.dispatch.submit(groups, stats)
+        self.timeline.train_started(self.step + 1, future)
+        return future
 
     def finish_train(self, future: Future) -> dict:
         """The step's metrics; bump the version, publish the weights, record."""
         metrics = future.result()
         self.step += 1
+        self.timeline.train_done(self.step)
+        t0 = time.time()
         self.publisher.publish(self.step)
+        self.timeline.published(self.step, t0, time.time())
         self.rollout.worker_version = self.step
         counts = self.rollout.counts()
         rollout = {
@@ -143,6 +152,7 @@ class Spine:
             **(self.audit.take() if self.audit is not None else {}),
         }
         self.rollout.step_tokens = 0
+        self.timeline.flush()
         return self.recorder.record(self.step, metrics, rollout)
 
     def check_accounting(self, counts: dict) -> bool:

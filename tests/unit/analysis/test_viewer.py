@@ -73,7 +73,28 @@ def run_dir(tmp_path_factory) -> Path:
         (run / "rollouts" / f"step_{step}.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in rows)
         )
+    (run / "timeline.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TIMELINE))
     return run
+
+
+def _req(worker, group, sample, start, end, version, aborted=False) -> dict:
+    return {
+        "kind": "request", "request": f"{group}:{sample}", "group": group, "sample": sample,
+        "worker": worker, "start": 1000.0 + start, "end": 1000.0 + end, "version": version,
+        "finish": "abort" if aborted else "stop", "tokens": 0 if aborted else 9,
+        "aborted": aborted,
+    }  # fmt: skip
+
+
+# requests of two workers over two steps (one aborted), two train steps, two publishes
+TIMELINE = [
+    _req(0, 2, 0, 0.0, 1.0, 0), _req(0, 2, 1, 0.1, 1.2, 0), _req(1, 3, 0, 0.0, 0.8, 0),
+    _req(1, 3, 1, 0.2, 3.0, 0, aborted=True), _req(0, 4, 0, 1.5, 2.5, 1),
+    {"kind": "train", "step": 1, "start": 1001.2, "end": 1001.9},
+    {"kind": "publish", "step": 1, "start": 1001.9, "end": 1002.0},
+    {"kind": "train", "step": 2, "start": 1002.6, "end": 1003.1},
+    {"kind": "publish", "step": 2, "start": 1003.1, "end": 1003.2},
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +130,18 @@ def test_page_is_self_contained_and_holds_the_run(page):
     env = "".join(p for p, m in zip(pieces, s["mask"]) if m == 0)
     assert env == ENV
     assert all(a == -0.5 for a, m in zip(s["adv"], s["mask"]) if m)
+    tl = data["timeline"]  # seconds from the first row; [worker, start, end, version, aborted..]
+    assert tl["requests"][0] == [1, 0.0, 0.8, 0, 0, 3, 0, 9]  # sorted by end
+    assert [r[4] for r in tl["requests"]] == [0, 0, 0, 0, 1] and tl["total_requests"] == 5
+    assert tl["train"] == [[1, 1.2, 1.9], [2, 2.6, 3.1]] and [p[0] for p in tl["publish"]] == [1, 2]
+
+
+def test_timeline_keeps_the_last_requests_and_is_absent_without_a_file(run_dir, tmp_path):
+    from rlkit.analysis.viewer import timeline_view
+
+    tl = timeline_view(run_dir, max_requests=2)
+    assert [r[5:7] for r in tl["requests"]] == [[4, 0], [3, 1]] and tl["total_requests"] == 5
+    assert timeline_view(tmp_path) is None
 
 
 def test_without_a_tokenizer_ids_are_shown(run_dir, tmp_path):
@@ -207,6 +240,10 @@ def test_chromium_shows_curves_timeline_and_samples(page, tmp_path):
     default = chromium(page.as_uri(), tmp_path, "--dump-dom")
     assert "group 4 · 2 samples" in default and "group 2 · 2 samples" not in default
     assert 'class="span train"' in default  # the timeline's trainer lane
+    # the request timeline: a bar per request (aborted ones apart), two publish lines
+    bars = re.findall(r'<rect [^>]*class="req( odd| aborted)?"', default)
+    assert len(bars) == 5 and bars.count(" aborted") == 1 and bars.count(" odd") == 1
+    assert default.count('class="publish"') == 2 and "worker 1" in default
     shot = tmp_path / "shot.png"
     chromium(page.as_uri(), tmp_path, "--window-size=1000,900", f"--screenshot={shot}")
     assert shot.stat().st_size > 5000  # a rendered page, not a blank one

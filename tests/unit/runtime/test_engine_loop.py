@@ -148,3 +148,23 @@ def test_an_engine_error_reaches_the_next_call():
     worker.run([req("a", 3)], [], 0.0)
     with pytest.raises(EngineLoopFailed, match="engine broke"):
         worker.run([], [], 1.0)
+
+
+def test_finished_requests_carry_when_they_were_added_and_finished():
+    engine = StepEngine(step_s=0.02)
+    worker = RolloutWorker.around(engine)
+    t0 = time.time()
+    worker.run([req("short", 2)], [], 0.0)
+    time.sleep(0.1)
+    done = {f.request_id: f for f in worker.run([req("late", 3)], [], 0.0)}  # "short" is back
+    for _ in range(100):
+        if len(done) == 2:
+            break
+        done.update({f.request_id: f for f in worker.run([], [], 5.0)})
+    short, late = done["short"], done["late"]
+    assert t0 <= short.started_s < late.started_s  # stamped when each was added
+    assert short.ended_s - short.started_s >= 2 * 0.02  # two engine steps
+    assert late.started_s - short.started_s >= 0.1 and late.ended_s >= late.started_s + 0.06
+    worker.run([req("gone", 50)], [], 0.0)
+    worker.run([], ["gone"], 0.0)
+    assert not worker.loop._added  # an aborted request leaves no stamp behind
