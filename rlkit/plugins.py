@@ -34,6 +34,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rlkit.rewards.builtin.length",
     "rlkit.rewards.builtin.code",
     "rlkit.rewards.builtin.env",
+    "rlkit.rewards.builtin.judge",
     "rlkit.credit.stages",
     "rlkit.runtime.actors.request_kinds",
     "rlkit.runtime.controller.strategies",

@@ -213,12 +213,44 @@ class RewardFnConfig:
 
 
 @dataclass(frozen=True)
+class RewardModelConfig:
+    """A named scorer served by its own actor (docs/rewards.md, "Model rewards"): a sequence
+    classifier (`classifier`: scalar score) or a causal-LM judge (`judge`: verdict probability of
+    two tokens, or a regex over generated text).  Rewards call it as `ctx.models[name]`."""
+
+    name: str = ""
+    kind: Literal["classifier", "judge"] = "judge"
+    path: str | None = None  # an HF model folder
+    tiny: TinyModelConfig | None = None  # or: build a tiny random model under the run dir
+    engine: Literal["vllm", "hf"] = "vllm"  # judge only; a classifier runs on transformers
+    template: str = ""  # "" = the kind's default; {prompt} {response} {answer} are filled in
+    chat_template: bool = False  # wrap the rendered prompt in the tokenizer's chat template
+    verdict: Literal["logprob", "regex"] = "logprob"
+    verdict_tokens: list[str] = field(default_factory=lambda: [" Yes", " No"])  # positive first
+    regex: str = r"^\s*([\w.]+)"  # verdict: regex; group 1 = a verdict token or a number
+    max_tokens: int = 16  # verdict: regex; tokens the judge generates
+    placement: Literal["dedicated", "colocated"] = "dedicated"
+    cpus: float = 1.0  # Ray CPUs it reserves (dedicated; colocated reserves none)
+    threads: int = 1  # torch / OpenMP threads of its engine
+    gpus: float = 0.0  # GPU share on a GPU cluster
+    max_batch: int = 32  # items per model call
+    batch_wait_s: float = 0.01  # after a first request, wait this long for batch-mates
+    timeout_s: float = 30.0  # per model call; past it the call's items score `fallback`
+    fallback: float = 0.0  # score of an item that timed out, failed or did not parse
+    max_restarts: int = 3  # actor deaths replaced per run
+    max_model_len: int = 512
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    cache_size: int = 4096  # recent (prompt, response, answer) -> score kept; 0 = no cache
+
+
+@dataclass(frozen=True)
 class RewardConfig:
     fns: list[RewardFnConfig] = field(default_factory=lambda: [RewardFnConfig()])
     timeout_s: float = 10.0
     fallback: float = 0.0
     num_workers: int = 2
     mode: Literal["process", "thread"] = "thread"
+    models: list[RewardModelConfig] = field(default_factory=list)  # scorers for ctx.models
 
 
 @dataclass(frozen=True)
@@ -348,4 +380,39 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
         errs.append(("critic.world_size", f"expected >= 1, got {cfg.critic.world_size}"))
     if not cfg.reward.fns:
         errs.append(("reward.fns", "expected at least one reward function"))
+    errs += reward_model_errors(cfg.reward.models)
+    return errs
+
+
+def reward_model_errors(models: list[RewardModelConfig]) -> list[tuple[str, str]]:
+    """`reward.models` entries: unique names, one model source, a template that shows the
+    response, two verdict tokens, a regex that compiles, positive sizes."""
+    import re
+
+    errs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for i, m in enumerate(models):
+        key = f"reward.models[{i}]"
+        if not m.name or not m.name.isidentifier():
+            errs.append((f"{key}.name", f"expected an identifier, got {m.name!r}"))
+        elif m.name in seen:
+            errs.append((f"{key}.name", f"{m.name!r} is used twice"))
+        seen.add(m.name)
+        if (m.path is None) == (m.tiny is None):
+            errs.append((f"{key}.path", "set exactly one of path (an HF folder) and tiny"))
+        if m.template and "{response}" not in m.template:
+            errs.append((f"{key}.template", "expected a template containing {response}"))
+        if len(m.verdict_tokens) != 2 or len(set(m.verdict_tokens)) != 2:
+            errs.append((f"{key}.verdict_tokens", "expected two different tokens, positive first"))
+        if m.kind == "judge" and m.verdict == "regex":
+            try:
+                re.compile(m.regex)
+            except re.error as exc:
+                errs.append((f"{key}.regex", f"does not compile: {exc}"))
+        for name in ("max_batch", "timeout_s", "max_model_len", "max_tokens", "threads"):
+            if getattr(m, name) <= 0:
+                errs.append((f"{key}.{name}", f"expected > 0, got {getattr(m, name)}"))
+        for name in ("cpus", "gpus", "batch_wait_s", "max_restarts", "cache_size"):
+            if getattr(m, name) < 0:
+                errs.append((f"{key}.{name}", f"expected >= 0, got {getattr(m, name)}"))
     return errs

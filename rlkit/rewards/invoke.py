@@ -45,20 +45,34 @@ def _resolve(value: Any) -> Any:
 
 
 class Invoker:
-    """Binds a reward function to its fixed recipe kwargs and its keyword filter."""
+    """Binds a reward function to its fixed recipe kwargs and its keyword filter.
 
-    def __init__(self, fn: Callable[..., Any], batch: bool, kwargs: dict[str, Any] | None = None):
+    ``ctx`` (a :class:`rlkit.rewards.models.RewardContext`: ``ctx.models[name]`` are the
+    recipe's reward models) is passed as the keyword ``ctx`` to functions that name a ``ctx``
+    parameter, and only to those (a ``**kwargs`` function does not get it unasked); it wins
+    over a dataset column called ``ctx``."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        batch: bool,
+        kwargs: dict[str, Any] | None = None,
+        ctx: Any = None,
+    ):
         self.fn = fn
         self.batch = batch
         self.kwargs = dict(kwargs or {})
         self._accepts = _accepted_keywords(fn)
+        self.ctx = ctx if ctx is not None and _names_ctx(fn) else None
 
     def _filter(self, fields: dict[str, Any]) -> dict[str, Any]:
         merged = {k: v for k, v in fields.items() if k not in _RESERVED}
         merged.update(self.kwargs)
-        if self._accepts is None:
-            return merged
-        return {k: v for k, v in merged.items() if k in self._accepts}
+        if self._accepts is not None:
+            merged = {k: v for k, v in merged.items() if k in self._accepts}
+        if self.ctx is not None:
+            merged["ctx"] = self.ctx
+        return merged
 
     def __call__(
         self, prompts: list[str], completions: list[str], fields_list: list[dict[str, Any]]
@@ -102,3 +116,12 @@ def _accepted_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
         for p in params
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip
     )
+
+
+def _names_ctx(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get("ctx")
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)

@@ -25,6 +25,7 @@ from rlkit.rewards.combine import Part, combine
 from rlkit.rewards.executors import Outcome, ProcessRunner, ThreadRunner
 from rlkit.rewards.invoke import Invoker
 from rlkit.rewards.loader import LoadedReward, resolve_reward
+from rlkit.rewards.models.handle import RewardContext
 from rlkit.rewards.stats import RewardStats
 from rlkit.rewards.types import RewardResult, RewardSpec
 
@@ -64,6 +65,9 @@ class RewardPool:
         mode: ``"process"`` (isolated, killable workers) or ``"thread"`` (cheap in-process
             rewards; a hung thread cannot be killed, only abandoned).
         ready_timeout_s: how long a worker may take to import and warm up the rewards.
+        models: the run's reward models (``rlkit.runtime.reward_models.RewardModels``, or any
+            object with ``handles: dict[str, ModelHandle]`` and ``metrics(reset)``): functions
+            naming a ``ctx`` parameter get ``ctx.models``; their metrics join :meth:`metrics`.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class RewardPool:
         num_workers: int = 2,
         mode: str = "process",
         ready_timeout_s: float = 300.0,
+        models: Any = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -87,6 +92,8 @@ class RewardPool:
         self.names = _unique_names(self.specs, self.loaded)
         self.weights = [float(s.weight) for s in self.specs]
         self.timeout_s, self.fallback, self.mode = float(timeout_s), float(fallback), mode
+        self.models = models
+        self.ctx = RewardContext(dict(models.handles) if models is not None else {})
         self.stats = RewardStats(self.fallback)
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._closed = False
@@ -119,7 +126,7 @@ class RewardPool:
         if self.mode == "thread":
             return ThreadRunner(
                 [
-                    Invoker(lr.fn, lr.batch, s.kwargs)
+                    Invoker(lr.fn, lr.batch, s.kwargs, self.ctx)
                     for lr, s in zip(self.loaded, self.specs, strict=True)
                 ]
             )
@@ -131,6 +138,7 @@ class RewardPool:
                 )
         init = {
             "sys_path": list(sys.path),
+            "ctx": self.ctx,
             "specs": [
                 (lr.source, lr.batch, s.kwargs)
                 for lr, s in zip(self.loaded, self.specs, strict=True)
@@ -213,6 +221,8 @@ class RewardPool:
         """Reward metrics since the last reset (see :mod:`rlkit.rewards.stats` for the names)."""
         out = self.stats.snapshot(reset=reset)
         out["reward/worker_restarts"] = float(sum(r.restarts for r in self._runners))
+        if self.models is not None:
+            out.update(self.models.metrics(reset=reset))
         return out
 
     def worker_pids(self) -> list[int]:

@@ -7,7 +7,8 @@ one at a time in its MAIN thread, so rewards relying on ``signal.alarm`` (math-v
 own timeouts. The driver enforces the per-call deadline by killing this process.
 
 Protocol (pickled messages over two pipes, :class:`multiprocessing.connection.Connection`):
-    driver -> worker: ``{"sys_path": [...], "specs": [(source, batch, kwargs), ...]}`` once, then
+    driver -> worker: ``{"sys_path": [...], "ctx": RewardContext, "specs": [(source, batch,
+                      kwargs), ...]}`` once, then
                       ``(task_id, spec_idx, prompts, completions, fields_list)`` or None (stop).
     worker -> driver: ``("ready", None)`` or ``("init_error", message)`` once, then
                       ``(task_id, ok, outputs, error_type, error_message)`` per task.
@@ -37,7 +38,7 @@ def _load(init: dict[str, Any]) -> list[Any]:
         if loaded.warmup is not None and id(loaded.warmup) not in warmed:
             warmed.add(id(loaded.warmup))
             loaded.warmup()
-        invokers.append(Invoker(loaded.fn, batch, kwargs))
+        invokers.append(Invoker(loaded.fn, batch, kwargs, init.get("ctx")))
     return invokers
 
 

@@ -36,6 +36,9 @@ def check_inputs(cfg: RecipeConfig) -> None:
     from rlkit.runtime.controller.trackers import check_installed
 
     check_installed(cfg.logging.trackers)  # wandb / mlflow importable (optional extras)
+    from rlkit.runtime.reward_models import check_reward_models
+
+    check_reward_models(cfg.reward.models)  # folders readable, verdict tokens single tokens
     check_plugins(cfg)
     if cfg.data.kind == "file" and looks_local:
         load_rows(cfg)  # every row readable, with its prompt field, before anything starts

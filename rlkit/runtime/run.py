@@ -23,6 +23,7 @@ class Components:
     bundles: Any = None  # the GPU hybrid engine's placement group (placement.gpus)
     switch: Any = None  # its HybridSwitch (placement.hybrid)
     lease: Any = None  # the CoreLease actor when the trainer borrows idle rollout cores
+    reward_models: Any = None  # rlkit.runtime.reward_models.RewardModels (reward.models)
 
     def wait_ready(self, cfg: RecipeConfig) -> None:
         """Engines, DeepSpeed groups (with the reference model) and reward workers up (before
@@ -36,12 +37,16 @@ class Components:
         if cfg.trainer.weight_sync == "nccl":
             self.trainer.init_nccl_sync(self.workers)
         self.rewards.wait_ready()
+        if self.reward_models is not None:
+            self.reward_models.wait_ready()
 
     def stop(self) -> None:
         import ray
 
         if self.own_rewards:
             self.rewards.close()
+        if self.reward_models is not None:
+            self.reward_models.close()
         self.trainer.shutdown()
         if self.critic is not None:
             self.critic.shutdown()
@@ -56,9 +61,12 @@ class Components:
             remove_placement_group(self.bundles)
 
 
-def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -> Components:
+def start_components(
+    cfg: RecipeConfig, model_path: str, workers, reward_pool, reward_models=None
+) -> Components:
     """Rollout workers (or reset the given ones), trainer group (holding the reference model
-    when the recipe has KL), critic, evaluator, rewards, the core lease."""
+    when the recipe has KL), critic, evaluator, rewards (with `reward_models`, the scorers
+    their functions call), the core lease."""
     from rlkit.runtime.actors.trainer_group import TrainerGroup
     from rlkit.runtime.placement import cluster
     from rlkit.runtime.placement.core_lease import start_lease
@@ -89,7 +97,7 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
     return Components(
         workers,
         trainer,
-        reward_pool if reward_pool is not None else start_rewards(cfg),
+        reward_pool if reward_pool is not None else start_rewards(cfg, reward_models),
         critic=start_critic(cfg, model_path, trainer, gpus.critic) if cfg.critic.enabled else None,
         evaluator=start_evaluator(cfg, model_path, gpus.evaluator) if cfg.eval.every > 0 else None,
         own_workers=own_workers,
@@ -97,6 +105,7 @@ def start_components(cfg: RecipeConfig, model_path: str, workers, reward_pool) -
         bundles=bundles,
         switch=make_switch(workers, trainer, bundles),
         lease=lease,
+        reward_models=reward_models,
     )
 
 
@@ -120,8 +129,8 @@ def start_workers(cfg: RecipeConfig, model_path: str, gpus: Any, bundles: Any) -
     )
 
 
-def start_rewards(cfg: RecipeConfig) -> Any:
-    """The reward pool of the recipe's `reward` section."""
+def start_rewards(cfg: RecipeConfig, models: Any = None) -> Any:
+    """The reward pool of the recipe's `reward` section (`models`: its reward models)."""
     from rlkit.rewards import RewardPool
 
     rc = cfg.reward
@@ -132,6 +141,7 @@ def start_rewards(cfg: RecipeConfig) -> Any:
         fallback=rc.fallback,
         num_workers=rc.num_workers,
         mode=rc.mode,
+        models=models,
     )
 
 
@@ -162,7 +172,10 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
         f"[rlkit] starting {cfg.rollout.num_workers} {cfg.rollout.engine} rollout worker(s) "
         f"and a {cfg.trainer.world_size}-rank DeepSpeed ZeRO-{train_zero_stage(cfg)} group"
     )
-    parts = start_components(cfg, model_path, workers, reward_pool)
+    from rlkit.runtime.reward_models import start_reward_models
+
+    models = start_reward_models(cfg.reward.models, run_dir, cfg.seed)
+    parts = start_components(cfg, model_path, workers, reward_pool, models)
     logger = make_logger(cfg, run_dir, purge_step=step0 + 1 if checkpoint else None)
     spine = make_spine(cfg, parts, logger, model_path, eos_id, run_dir)
     try:

@@ -65,6 +65,7 @@ class RewardAudit:
             fallback=rewards.fallback,
             num_workers=1,
             mode="thread",
+            models=getattr(rewards, "models", None),  # a judge's cached scores: the same values
         )
         return cls(private, seed=seed, group_scope=group_scope)
 

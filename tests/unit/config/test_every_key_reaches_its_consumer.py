@@ -20,6 +20,7 @@ from rlkit.config import RecipeConfig
 from rlkit.config.loader import config_from_dict
 
 EX = "docs/examples"
+TINY_RM = {"hidden_size": 64, "num_heads": 1, "intermediate_size": 64}  # a reward.models entry
 
 
 def leaf_keys(cls=RecipeConfig, prefix="") -> list[str]:
@@ -282,6 +283,7 @@ ALT: dict[str, tuple] = {
     "reward.fallback": ("components", -1.0, {}),
     "reward.num_workers": ("components", 1, {}),
     "reward.mode": ("components", "process", {}),
+    "reward.models": ("reward_models", [{"name": "rm", "kind": "classifier", "tiny": TINY_RM}], {}),
     "eval.every": ("components", 2, {"eval.data": "FILE"}),
     "eval.suite": ("components", "math500", {"eval.every": 2, "eval.data": "FILE"}),
     "eval.data": ("components", "FILE2", {"eval.every": 2, "eval.data": "FILE"}),
@@ -326,6 +328,21 @@ def critic(cfg, monkeypatch, model_path):
 
     plan = dataclasses.asdict(critic_plan(cfg, cfg.critic.world_size))
     return (plan, components(cfg, monkeypatch, model_path), spine(cfg))
+
+
+def reward_models(cfg, monkeypatch, tmp_path):
+    """The reward-model actors and gateways (rlkit.runtime.reward_models), actors recorded."""
+    import ray
+
+    from rlkit.runtime.reward_models import start_reward_models
+
+    calls = []
+    monkeypatch.setattr(ray, "remote", lambda **kw: lambda cls: _Recorded(cls.__name__, calls))
+    started = start_reward_models(cfg.reward.models, tmp_path / "rm", cfg.seed)
+    names = sorted(started.gateways) if started else []
+    if started:
+        started.close()
+    return repr((names, calls))
 
 
 def resumed(cfg):
@@ -409,6 +426,7 @@ def test_changing_a_key_changes_what_its_consumer_builds(key, tmp_path, monkeypa
             "ray": lambda: ray_init(cfg, monkeypatch),
             "critic": lambda: critic(cfg, monkeypatch, tiny_tok),
             "resumed": lambda: resumed(cfg),
+            "reward_models": lambda: reward_models(cfg, monkeypatch, tmp_path),
         }[probe]
         return repr(fn())
 
