@@ -174,7 +174,9 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     )
     from rlkit.runtime.reward_models import start_reward_models
 
-    models = start_reward_models(cfg.reward.models, run_dir, cfg.seed)
+    models = None  # a caller's reward pool comes with its own (RewardPool(models=...))
+    if reward_pool is None:
+        models = start_reward_models(cfg.reward.models, run_dir, cfg.seed)
     parts = start_components(cfg, model_path, workers, reward_pool, models)
     logger = make_logger(cfg, run_dir, purge_step=step0 + 1 if checkpoint else None)
     spine = make_spine(cfg, parts, logger, model_path, eos_id, run_dir)
