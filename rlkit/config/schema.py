@@ -130,6 +130,8 @@ class TrainerConfig:
     keep_last: int = 2  # checkpoints kept (the newest ones, the newest always); 0 = all
     # false: weight-only checkpoints (~1/4 the size); a resume from one is not exact
     save_optimizer: bool = True
+    # a dead trainer/critic rank: new groups, on from the last checkpoint, at most this often
+    max_restarts: int = 0
     rank_cpus: float = 0.5
     seed: int = 0
     # object_store: safetensors bytes via Ray (CPU and GPU); nccl: GPU broadcast into vLLM.
@@ -332,6 +334,7 @@ def check_semantics(cfg: RecipeConfig) -> list[tuple[str, str]]:
     for key, v in (
         ("rollout.max_worker_restarts", cfg.rollout.max_worker_restarts),
         ("trainer.keep_last", cfg.trainer.keep_last),
+        ("trainer.max_restarts", cfg.trainer.max_restarts),
         ("trainer.micro_batch_tokens", cfg.trainer.micro_batch_tokens),
         ("rollout.kv_block_size", cfg.rollout.kv_block_size),
     ):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rlkit.config import RecipeConfig
+from rlkit.runtime.trainer_restarts import RankGroupLost, dead_actor_name
 
 
 @dataclass
@@ -67,12 +69,10 @@ def start_components(
     """Rollout workers (or reset the given ones), trainer group (holding the reference model
     when the recipe has KL), critic, evaluator, rewards (with `reward_models`, the scorers
     their functions call), the core lease."""
-    from rlkit.runtime.actors.trainer_group import TrainerGroup
     from rlkit.runtime.placement import cluster
     from rlkit.runtime.placement.core_lease import start_lease
     from rlkit.runtime.placement.gpus import cluster_gpus, gpu_shares, hybrid_bundles
     from rlkit.runtime.placement.hybrid import make_switch
-    from rlkit.runtime.placement.reference import reference_plan
 
     n_gpus = cluster_gpus()
     gpus = gpu_shares(cfg, n_gpus)
@@ -83,17 +83,7 @@ def start_components(
     else:
         cluster.reset_workers(workers, model_path)
     lease = start_lease(cfg)
-    trainer = TrainerGroup(
-        model_path,
-        cfg,
-        world=cfg.trainer.world_size,
-        rank_cpus=cfg.trainer.rank_cpus,
-        env=cluster.actor_env(),
-        num_gpus=gpus.rank,
-        bundles=bundles,
-        lease=lease,
-        reference=reference_plan(cfg, n_gpus),
-    )
+    trainer = start_trainer(cfg, model_path, gpus, bundles, lease, n_gpus)
     return Components(
         workers,
         trainer,
@@ -106,6 +96,26 @@ def start_components(
         switch=make_switch(workers, trainer, bundles),
         lease=lease,
         reward_models=reward_models,
+    )
+
+
+def start_trainer(cfg: RecipeConfig, model_path: str, gpus, bundles, lease, n_gpus: int):
+    """The trainer group (with the reference model when the recipe has KL) on its share of the
+    resources: at the start of a run, and again after a trainer restart."""
+    from rlkit.runtime.actors.trainer_group import TrainerGroup
+    from rlkit.runtime.placement import cluster
+    from rlkit.runtime.placement.reference import reference_plan
+
+    return TrainerGroup(
+        model_path,
+        cfg,
+        world=cfg.trainer.world_size,
+        rank_cpus=cfg.trainer.rank_cpus,
+        env=cluster.actor_env(),
+        num_gpus=gpus.rank,
+        bundles=bundles,
+        lease=lease,
+        reference=reference_plan(cfg, n_gpus),
     )
 
 
@@ -178,13 +188,9 @@ def train(cfg: RecipeConfig, *, reward_pool=None, workers=None, log=print, resum
     if reward_pool is None:
         models = start_reward_models(cfg.reward.models, run_dir, cfg.seed)
     parts = start_components(cfg, model_path, workers, reward_pool, models)
-    logger = make_logger(cfg, run_dir, purge_step=step0 + 1 if checkpoint else None)
-    spine = make_spine(cfg, parts, logger, model_path, eos_id, run_dir)
-    try:
-        run_spine(cfg, parts, spine, checkpoint, run_dir, log)
+    try:  # a dead trainer rank: trainer.max_restarts (rlkit.runtime.trainer_restarts)
+        run_attempts(cfg, parts, checkpoint, run_dir, model_path, eos_id, log)
     finally:
-        spine.close()
-        logger.close()
         parts.stop()
     from rlkit.runtime.controller.plots import plot_run
 
@@ -216,6 +222,56 @@ def make_spine(cfg: RecipeConfig, parts: Components, logger, model_path: str, eo
     )
 
 
+def run_attempts(
+    cfg: RecipeConfig,
+    parts: Components,
+    checkpoint: Path | None,
+    run_dir: Path,
+    model_path: str,
+    eos_id: int,
+    log,
+) -> None:
+    """A controller over `parts` from `checkpoint` (run_spine); when a trainer or critic rank
+    dies and `trainer.max_restarts` allows, new groups, and on from the newest checkpoint
+    (rlkit.runtime.trainer_restarts)."""
+    from rlkit.runtime import trainer_restarts as tr
+    from rlkit.runtime.checkpoints import latest_resumable, step_of
+    from rlkit.runtime.resume import trim_records
+
+    restarts = 0
+    while True:
+        step0 = step_of(checkpoint) if checkpoint else 0
+        logger = make_logger(cfg, run_dir, purge_step=step0 + 1 if checkpoint else None)
+        spine = make_spine(cfg, parts, logger, model_path, eos_id, run_dir)
+        spine.recorder.trainer_restarts = restarts
+        try:
+            return run_spine(cfg, parts, spine, checkpoint, run_dir, log)
+        except RankGroupLost as exc:
+            if not tr.may_restart(cfg, exc, restarts):
+                raise
+            restarts, what = restarts + 1, exc.what
+        finally:
+            spine.close()
+            logger.close()
+        tr.stop_trainer(parts)  # first: a survivor stuck in a collective answers nothing
+        tr.finish_pending_save(spine)
+        checkpoint = latest_resumable(run_dir / "checkpoints")
+        log(
+            f"[rlkit] {what} died at step {spine.step + 1}; restart {restarts} of at most "
+            f"{cfg.trainer.max_restarts}: a new trainer group, on from "
+            f"{checkpoint.name if checkpoint else 'step 0 (no checkpoint yet)'}"
+        )
+        tr.start_trainer_side(cfg, parts, model_path, partial(trainer_side, cfg, model_path, parts))
+        trim_records(run_dir, step_of(checkpoint) if checkpoint else 0)
+
+
+def trainer_side(cfg: RecipeConfig, model_path: str, parts: Components, gpus, n_gpus: int):
+    """A new trainer group and critic group (or None) on `parts`' resources."""
+    trainer = start_trainer(cfg, model_path, gpus, parts.bundles, parts.lease, n_gpus)
+    critic = start_critic(cfg, model_path, trainer, gpus.critic) if cfg.critic.enabled else None
+    return trainer, critic
+
+
 def run_spine(cfg: RecipeConfig, parts: Components, spine, checkpoint, run_dir: Path, log):
     """Wait for the components, resume from `checkpoint` (if any), run the loop, save last."""
     from rlkit.runtime.resume import resume_from
@@ -230,12 +286,6 @@ def run_spine(cfg: RecipeConfig, parts: Components, spine, checkpoint, run_dir: 
     spine.recorder.collect_evals(wait=True)
     final = spine.recorder.save(spine.step)
     log(f"[rlkit] done: {spine.step} steps; checkpoint {final}; metrics {run_dir}")
-
-
-class RankGroupLost(RuntimeError):
-    """A trainer (with its reference model) or critic process died: DeepSpeed groups cannot go
-    on without a rank, so the run stops with the command that resumes it from its last
-    checkpoint."""
 
 
 def run_loop(cfg: RecipeConfig, spine, run_dir: Path) -> None:
@@ -255,20 +305,7 @@ def run_loop(cfg: RecipeConfig, spine, run_dir: Path) -> None:
             if ckpt
             else "no resumable checkpoint yet (set trainer.save_every)"
         )
-        raise RankGroupLost(f"{what} died at step {spine.step + 1}; {where}") from exc
-
-
-def dead_actor_name(exc: BaseException) -> str:
-    """What died, from the actor class Ray names in the error: a trainer rank (which holds the
-    reference model too), a critic rank, or (another actor) 'a process of the run'."""
-    text = str(exc)
-    for cls, name in (
-        ("TrainerRank", "a trainer rank"),
-        ("CriticRank", "a critic rank"),
-    ):
-        if cls in text:
-            return name
-    return "a process of the run"
+        raise RankGroupLost(f"{what} died at step {spine.step + 1}; {where}", what) from exc
 
 
 def start_ray(cfg: RecipeConfig) -> None:

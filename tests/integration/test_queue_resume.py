@@ -1,6 +1,6 @@
 """A resume that loses nothing at alpha > 0 (issue 23, item 1), on the real stack.
 
-alpha = 2 with long-tailed response lengths (rows with `max_tokens` from a Pareto draw): a trainer
+alpha = 2 with long-tailed response lengths (rows with `max_tokens`, Pareto and 200): a trainer
 rank is SIGKILLed after a checkpoint holding groups in the buffer and in flight; `--resume` puts
 them back.  Checked: `resume/groups_lost` = 0 and every restored group is counted; buffered
 groups are trained with the very tokens they had at the checkpoint (not generated again); every
@@ -27,12 +27,13 @@ STEPS = 5
 
 
 def long_tail_data(path: Path, n: int = 96) -> str:
-    """Prompts whose responses have exactly `max_tokens` tokens (EOS ignored), Pareto-drawn:
-    most short, a few long (the groups still generating at a step boundary)."""
+    """Prompts whose responses have exactly `max_tokens` tokens (EOS ignored): a Pareto draw
+    (most short, a few long) and every third prompt at 200 tokens, so that groups are still
+    generating at every step boundary (a trainer step of the tiny model takes ~0.2 s)."""
     rng = random.Random(0)
     with open(path, "w") as f:
         for i in range(n):
-            budget = min(160, int(4 * rng.paretovariate(1.1)))
+            budget = 200 if i % 3 == 0 else min(160, int(4 * rng.paretovariate(1.1)))
             f.write(json.dumps({"prompt": f"{i % 9}+{i % 7}=", "max_tokens": budget}) + "\n")
     return str(path)
 

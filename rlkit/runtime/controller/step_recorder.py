@@ -73,6 +73,7 @@ class StepRecorder:
         self.pending = None  # the checkpoint being written (rlkit.runtime.checkpoints)
         self.inexact_resumes = 0  # resumes from weight-only checkpoints, over the run's life
         self.resume_note: dict[str, float] = {}  # for the first record after a resume
+        self.trainer_restarts = 0  # trainer groups restarted in this process (trainer_restarts)
         self.saved: dict[int, str] = {}  # step -> checkpoint folder written this run
         self.critic, self.evaluator, self.run_state = critic, evaluator, run_state
         self.save_every = cfg.trainer.save_every
@@ -144,6 +145,8 @@ class StepRecorder:
             **self.names,
         }
         rec.update(self.resume_note)
+        if self.trainer_restarts:
+            rec["trainer/restarts"] = float(self.trainer_restarts)
         self.resume_note = {}
         if self.pending is not None and self.pending.done():
             self.wait_saved()

@@ -251,6 +251,7 @@ ALT: dict[str, tuple] = {
     "trainer.save_every": ("spine", 3, {}),
     "trainer.keep_last": ("spine", 3, {}),
     "trainer.save_optimizer": ("spine", False, {}),
+    "trainer.max_restarts": ("trainer_restarts", 1, {}),
     "trainer.rank_cpus": ("components", 0.25, {}),
     "trainer.seed": ("trainer", 3, {}),
     "trainer.weight_sync": ("spine", "nccl", {}),
@@ -357,6 +358,15 @@ def resumed(cfg):
     return found and found.name
 
 
+def trainer_restarts(cfg):
+    """Whether a dead trainer rank restarts the group (rlkit.runtime.trainer_restarts)."""
+    from types import SimpleNamespace
+
+    from rlkit.runtime.trainer_restarts import may_restart
+
+    return may_restart(cfg, SimpleNamespace(what="a trainer rank"), 0)
+
+
 def ray_init(cfg, monkeypatch):
     import ray
 
@@ -427,6 +437,7 @@ def test_changing_a_key_changes_what_its_consumer_builds(key, tmp_path, monkeypa
             "critic": lambda: critic(cfg, monkeypatch, tiny_tok),
             "resumed": lambda: resumed(cfg),
             "reward_models": lambda: reward_models(cfg, monkeypatch, tmp_path),
+            "trainer_restarts": lambda: trainer_restarts(cfg),
         }[probe]
         return repr(fn())
 
