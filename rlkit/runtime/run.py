@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.config import RecipeConfig
-from rlkit.runtime.trainer_restarts import RankGroupLost, dead_actor_name
+from rlkit.runtime.trainer_restarts import RankGroupLost, dead_actor_name, lost_rank
 
 
 @dataclass
@@ -296,9 +296,9 @@ def run_loop(cfg: RecipeConfig, spine, run_dir: Path) -> None:
     try:
         loop_for(cfg)(spine)
     except Exception as exc:
-        if not is_actor_death(exc):
+        what = dead_actor_name(exc) if is_actor_death(exc) else lost_rank(spine)
+        if what is None:
             raise
-        what = dead_actor_name(exc)
         ckpt = latest_resumable(run_dir / "checkpoints")
         where = (
             f"resume from {ckpt.name} with: rlkit train {run_dir}/config.yaml --resume {run_dir}"

@@ -55,6 +55,28 @@ def dead_actor_name(exc: BaseException) -> str:
     return "a process of the run"
 
 
+def lost_rank(spine: Any, timeout_s: float = 10.0) -> str | None:
+    """What died when the error that reached the controller is a survivor's: a rank whose peer
+    was killed fails its collective (gloo: "Connection reset by peer"), and that error can come
+    before the dead rank's.  Pings every trainer and critic rank; the group of a dead one, or
+    None (a rank stuck in a collective does not answer within `timeout_s`: not dead)."""
+    import ray
+
+    from rlkit.runtime.controller.worker_restarts import is_actor_death
+
+    for name, group in (("a trainer rank", spine.trainer), ("a critic rank", spine.critic)):
+        ranks = getattr(group, "ranks", None) or []
+        pings = [r.__ray_ready__.remote() for r in ranks]
+        ready, _ = ray.wait(pings, num_returns=len(pings), timeout=timeout_s)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                if is_actor_death(exc):
+                    return name
+    return None
+
+
 def may_restart(cfg: RecipeConfig, exc: Any, done: int) -> bool:
     """A trainer or critic rank died, restarts are left, and the weights go by object store."""
     return (

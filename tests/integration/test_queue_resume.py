@@ -1,18 +1,20 @@
 """A resume that loses nothing at alpha > 0 (issue 23, item 1), on the real stack.
 
-alpha = 2 with long-tailed response lengths (rows with `max_tokens`, Pareto and 200): a trainer
-rank is SIGKILLed after a checkpoint holding groups in the buffer and in flight; `--resume` puts
-them back.  Checked: `resume/groups_lost` = 0 and every restored group is counted; buffered
-groups are trained with the very tokens they had at the checkpoint (not generated again); every
-group live at the checkpoint ends trained, aborted / dropped as too stale, or is still live at
-the end; the accounting identity holds across the two processes (the final checkpoint's counts
-add up to the groups admitted); and no group id is trained twice over the whole run (the
-rollout dumps of every step)."""
+alpha = 2 with long-tailed response lengths (rows with `max_tokens`, Pareto and 200), a checkpoint
+every step, 6 steps: a trainer rank is SIGKILLed after step 3; the run is resumed from the first
+checkpoint that holds groups both in the buffer and in flight (the later ones are removed).
+Checked: `resume/groups_lost` = 0 and every restored group is counted; buffered groups are
+trained with the very tokens they had at the checkpoint (not generated again); every group live
+at the checkpoint ends trained, aborted / dropped as too stale, or is still live at the end; the
+accounting identity holds across the two processes (the final checkpoint's counts add up to the
+groups admitted); and no group id is trained twice over the whole run (the rollout dumps of
+every step)."""
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from tests.integration.test_resume import kill_a_trainer_rank_after, rows
 
 pytestmark = pytest.mark.slow
 
-STEPS = 5
+STEPS = 6
 
 
 def long_tail_data(path: Path, n: int = 96) -> str:
@@ -44,11 +46,19 @@ def recipe(tmp_path, tiny_model) -> dict:
         name="queue",
         data={"kind": "file", "path": long_tail_data(tmp_path / "tail.jsonl")},
         rollout={"dump": True},
-        trainer={"total_steps": STEPS, "save_every": 2},
+        trainer={"total_steps": STEPS, "save_every": 1, "keep_last": 0},
         **{"async": {"mode": "async", "alpha": 2}},
     )
     r["model"]["path"] = tiny_model
     return r
+
+
+def live_kinds(checkpoint: Path) -> tuple[bool, bool]:
+    """Whether the checkpoint's queue holds buffered groups, and running ones."""
+    from rlkit.runtime.checkpoints import read_run_state
+
+    q = read_run_state(checkpoint)["queue"]
+    return bool(q["buffer"]), bool(q["running"])
 
 
 def trained_by_step(run_dir: Path) -> dict[int, dict[int, dict[int, list[int]]]]:
@@ -66,23 +76,30 @@ def trained_by_step(run_dir: Path) -> dict[int, dict[int, dict[int, list[int]]]]
 def test_a_resume_at_alpha_2_keeps_every_group(
     tmp_path, tiny_model, ray_cluster, vllm_worker, monkeypatch
 ):
-    from rlkit.runtime.checkpoints import latest_resumable, read_run_state, step_of
+    from rlkit.runtime.checkpoints import latest_resumable, read_run_state, step_folders, step_of
     from rlkit.runtime.run import RankGroupLost, train
 
     quiet = {"log": lambda *_: None, "workers": [vllm_worker]}
     cfg = recipe(tmp_path, tiny_model)
     run_dir = tmp_path / "runs" / "queue"
-    kill_a_trainer_rank_after(monkeypatch, run_dir / "metrics.jsonl", 2)
+    kill_a_trainer_rank_after(monkeypatch, run_dir / "metrics.jsonl", 3)
     with pytest.raises(RankGroupLost):
         train(config_from_dict(cfg), **quiet)
     monkeypatch.undo()
 
-    ckpt = latest_resumable(run_dir / "checkpoints")
+    # the checkpoint to resume from: the first holding groups both buffered and in flight (how
+    # many of each is a matter of timing); the later ones are removed
+    both = [c for c in step_folders(run_dir / "checkpoints") if live_kinds(c) == (True, True)]
+    assert both, [live_kinds(c) for c in step_folders(run_dir / "checkpoints")]
+    ckpt = both[0]
+    for later in step_folders(run_dir / "checkpoints"):
+        if step_of(later) > step_of(ckpt):
+            shutil.rmtree(later)
+    assert latest_resumable(run_dir / "checkpoints") == ckpt
     at, state = step_of(ckpt), read_run_state(ckpt)
     q = state["queue"]
     buffered = {g["group_id"]: g for g in q["buffer"]}
     running = {g["group_id"]: g for g in q["running"]}
-    assert buffered and running, (len(buffered), len(running))  # both kinds were live
 
     train(config_from_dict(cfg), resume=str(run_dir), **quiet)
     recs = rows(run_dir)
