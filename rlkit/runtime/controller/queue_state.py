@@ -17,10 +17,11 @@ the file is written in the background):
 `restore(scheduler, state)` puts the groups back with their ids and recorded versions,
 re-scores the samples whose reward was pending, makes the requests of the running groups again
 (`RolloutScheduler.requests_again`: the strategy's own requests, same seeds; a strategy that
-works off-thread, multi-turn, restarts the group), and applies the staleness rule by the
-recorded versions (too stale: aborted through the normal path, counted as aborted).  The
-partial outputs of requests in flight are not saved: those requests are generated again from
-their start, at the resumed weights, and counted (`resume/regenerated_requests`).
+works off-thread, multi-turn, restarts an unfinished group: its environments are not saved),
+and applies the staleness rule by the recorded versions (too stale: aborted through the normal
+path, counted as aborted).  The partial outputs of requests in flight are not saved: those
+requests are generated again from their start, at the resumed weights, and counted
+(`resume/regenerated_requests`).
 """
 
 from __future__ import annotations
@@ -118,7 +119,11 @@ def restore(ro: Any, state: dict) -> dict[str, float]:
     ro.abort_stale(ro.worker_version)  # nothing was sent yet: no request to abort
     rescored = regenerated = restarted = 0
     for g in list(ro.running.values()):
-        reqs, restart = ro.requests_again(g)
+        reqs, restart = [], False
+        if not g.generated:  # a generated group waits for rewards only
+            fresh_start = _forget_progress(ro, g)
+            reqs, restart = ro.requests_again(g)
+            restart = restart or fresh_start
         rescored += _rescore(ro, g)
         restarted += restart
         regenerated += len(reqs)
@@ -134,6 +139,20 @@ def restore(ro: Any, state: dict) -> dict[str, float]:
 
 
 ENDED_OR_LIVE = ("running", "buffered", "consumed", "aborted", "dropped", "filtered", "failed")
+
+
+def _forget_progress(ro: Any, g: Group) -> bool:
+    """A strategy with work off the controller thread (`poll`: multi-turn environments) keeps
+    per-group state a checkpoint does not hold: its running groups start again from scratch
+    (same group id, admission version and seeds).  Returns whether `g` did."""
+    if not hasattr(ro.strategy, "poll"):
+        return False
+    g.samples.clear()
+    g.requests = set()
+    for d in (ro.sample_versions, ro.extra_fields):
+        for key in [k for k in d if k[0] == g.group_id]:
+            del d[key]
+    return True
 
 
 def _rescore(ro: Any, g: Group) -> int:

@@ -141,3 +141,38 @@ def test_a_checkpoint_without_a_queue_reports_its_groups_lost():
     state["prompts"]["again"] = [3, 4]
     note = make(alpha=1).load_state_dict(state, None)
     assert note == {"resume/groups_lost": 2.0}
+
+
+class PollingStrategy:
+    """A multi-turn-like strategy: work off-thread (`poll`), per-group state it keeps itself."""
+
+    reward_scope = "sample"
+
+    def __init__(self):
+        self.started: list[int] = []
+
+    def requests(self, group):
+        self.started.append(group.group_id)
+        return []  # first turns come from poll
+
+    def on_finished(self, group, request_id, completion):
+        raise AssertionError("not called here")
+
+    def poll(self):
+        return []
+
+
+def test_a_strategy_with_off_thread_state_restarts_its_running_groups(tmp_path):
+    """Its environments are not in the checkpoint: unfinished running groups start again from
+    scratch (finished samples dropped, same id and version); a group with every sample
+    generated is kept and only waits for its rewards; buffered groups are kept as they are."""
+    old, _ = busy_scheduler()
+    state = through_files(tmp_path, old)
+    new = make(alpha=1)
+    new.rewards, new.strategy = FakeRewards(), PollingStrategy()
+    note = new.load_state_dict(state["rollout"], state["queue"])
+    assert note["resume/restarted_groups"] == 2 and note["resume/groups_lost"] == 0
+    assert sorted(new.strategy.started) == [4, 5]
+    assert all(not g.samples and not g.requests for g in new.running.values())
+    assert new.running[4].start_version == 1 and not new.reward_futures
+    assert [g.group_id for g in new.buffer] == [2, 3] and new.accounting_ok()
