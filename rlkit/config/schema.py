@@ -71,6 +71,10 @@ class SFTConfig:
     # rlkit.data.arithmetic.with_sft_targets): the reward then starts low and GRPO has a
     # format decision to learn; 0 = every demonstration boxed.
     unboxed_rate: float = 0.0
+    # Share of demonstrations that are worked multi-turn trajectories of the recipe's
+    # environment (`rollout.env` with a `demonstration(row)`, rlkit.agents.demos): tool calls
+    # and answers trained, environment turns not.  0 = plain answers only.
+    demo_rate: float = 0.0
 
 
 @dataclass(frozen=True)

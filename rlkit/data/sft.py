@@ -26,28 +26,38 @@ from rlkit.data.arithmetic import format_target, sft_target
 SFT_INFO_FILE = "sft_info.json"
 
 
-def _encode(tok, rows: Sequence[dict[str, Any]], target_fn: Callable) -> list[tuple[list, int]]:
-    """(prompt ids + target ids + [eos], number of prompt ids) per row, tokenised separately."""
+def _encode(
+    tok, rows: Sequence[dict[str, Any]], target_fn: Callable
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids + target ids, 1 per trained position) per row, prompt and target tokenised
+    separately.  The target is target_fn(row) + EOS, or, for a row with "target_ids" (a
+    multi-turn demonstration, rlkit.agents.demos), those ids as they are, trained where
+    "target_mask" is 1 (model turns) and not where it is 0 (environment turns)."""
     out = []
     for row in rows:
         p = tok(row["prompt"], add_special_tokens=False)["input_ids"]
-        t = tok(target_fn(row), add_special_tokens=False)["input_ids"]
-        out.append((p + t + [tok.eos_token_id], len(p)))
+        if "target_ids" in row:
+            t, trained = list(row["target_ids"]), [int(m) for m in row["target_mask"]]
+        else:
+            t = tok(target_fn(row), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            trained = [1] * len(t)
+        out.append((p + t, [0] * len(p) + trained))
     return out
 
 
-def _collate(examples: Sequence[tuple[list, int]], pad_id: int):
-    """Right-padded input_ids, attention_mask, and labels (-100 outside the completion)."""
+def _collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    """Right-padded input_ids, attention_mask, and labels (-100 where not trained)."""
     import torch
 
     width = max(len(ids) for ids, _ in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     labels = torch.full_like(ids, -100)
-    for i, (seq, n_prompt) in enumerate(examples):
-        ids[i, : len(seq)] = torch.tensor(seq)
+    for i, (seq, trained) in enumerate(examples):
+        row = torch.tensor(seq)
+        ids[i, : len(seq)] = row
         mask[i, : len(seq)] = 1
-        labels[i, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:])
+        labels[i, : len(seq)] = torch.where(torch.tensor(trained, dtype=torch.bool), row, -100)
     return ids, mask, labels
 
 

@@ -161,6 +161,8 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
         )
     if not all("target" in r for r in rows):  # rows with their own SFT target keep it (ReRe)
         rows = with_sft_targets(rows, unboxed_rate=cfg.sft.unboxed_rate, seed=cfg.seed)
+    if cfg.sft.demo_rate > 0:
+        rows = _with_env_demonstrations(cfg, base, rows, log)
     log(f"[rlkit] SFT warm-start: {cfg.sft.steps} steps")
     sft_warm_start(
         base,
@@ -175,14 +177,36 @@ def prepare_model(cfg: RecipeConfig, run_dir: Path, log=print) -> str:
     return str(out)
 
 
+def _with_env_demonstrations(cfg: RecipeConfig, base: Path | str, rows: list, log) -> list:
+    """A `sft.demo_rate` share of `rows` taught with the environment's worked trajectories."""
+    from transformers import AutoTokenizer
+
+    from rlkit.agents.demos import with_demonstrations
+    from rlkit.agents.env import load_env
+    from rlkit.agents.turns import TurnEncoder
+
+    tok = AutoTokenizer.from_pretrained(str(base))
+    encoder = TurnEncoder(tok, cfg.model.chat_template)
+    env_cls = load_env(cfg.rollout.env)
+    rows, reward = with_demonstrations(
+        rows, env_cls, cfg.rollout.env_kw, encoder, tok.eos_token_id,
+        rate=cfg.sft.demo_rate, seed=cfg.seed,
+    )  # fmt: skip
+    shown = sum("target_ids" in r for r in rows)
+    log(f"[rlkit] SFT: {shown} of {len(rows)} rows are {cfg.rollout.env} demonstrations "
+        f"(mean reward {reward:.2f})")  # fmt: skip
+    return rows
+
+
 def _forget_stale_preparation(cfg: RecipeConfig, run_dir: Path) -> None:
     """Built/SFT models under the run dir are reused only if made from the same settings."""
     import json
     import shutil
 
-    key = json.dumps(
-        {k: to_dict(getattr(cfg, k)) for k in ("model", "data", "sft", "seed")}, sort_keys=True
-    )
+    parts = {k: to_dict(getattr(cfg, k)) for k in ("model", "data", "sft", "seed")}
+    if cfg.sft.demo_rate > 0:  # the demonstrations come from the environment
+        parts["env"] = [cfg.rollout.env, cfg.rollout.env_kw]
+    key = json.dumps(parts, sort_keys=True)
     stamp = run_dir / "prepared.json"
     if stamp.is_file() and stamp.read_text() == key:
         return

@@ -64,6 +64,23 @@ def check_env(cfg: RecipeConfig) -> None:
         )
     if r.strategy == "multi_turn" and not r.env:
         raise ConfigError("rollout.env", "the multi_turn strategy needs an environment")
+    check_demonstrations(cfg)
+
+
+def check_demonstrations(cfg: RecipeConfig) -> None:
+    """`sft.demo_rate` > 0: a warm start whose environment can show worked trajectories."""
+    rate = cfg.sft.demo_rate
+    if rate == 0:
+        return
+    if not 0 < rate <= 1:
+        raise ConfigError("sft.demo_rate", f"must be in [0, 1], got {rate}")
+    if cfg.sft.steps <= 0:
+        raise ConfigError("sft.demo_rate", "needs a warm start (sft.steps > 0)")
+    env = cfg.rollout.env
+    if not env or not callable(getattr(ENVIRONMENTS[env], "demonstration", None)):
+        raise ConfigError(
+            "sft.demo_rate", f"needs rollout.env with a demonstration(row) method (got {env!r})"
+        )
 
 
 def check_needs(cfg: RecipeConfig) -> None:

@@ -10,7 +10,9 @@ this environment is for (recipes/agents_calculator_cpu.yaml).
 from __future__ import annotations
 
 import ast
+import json
 import operator
+import re
 
 from rlkit.agents.env import register_env
 from rlkit.agents.envs.answers import final_number, same_number
@@ -19,6 +21,7 @@ from rlkit.agents.tools import ToolEnv, tool
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.Pow: operator.pow}  # fmt: skip
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_ARITHMETIC = re.compile(r"[\d.()+\-*/ ]+")
 MAX_POWER = 64  # 10**64 is plenty; 9**9**9 would hang the pool
 
 
@@ -63,3 +66,21 @@ class CalculatorEnv(ToolEnv):
 
     def score(self, answer: str) -> float:
         return float(same_number(final_number(answer), self.row.get("answer")))
+
+    def demonstration(self, row: dict) -> list[str]:
+        """A worked trajectory for the warm start (rlkit.agents.demos): call the calculator on
+        the row's expression (its "expression" field, else the arithmetic in its prompt), then
+        box the tool's result."""
+        expression = str(row.get("expression") or _expression_in(row["prompt"]))
+        call = {"name": "calculator", "arguments": {"expression": expression}}
+        result = calculator(expression=expression)
+        return [f"<tool_call>{json.dumps(call)}</tool_call>", f"\\boxed{{{result}}}"]
+
+
+def _expression_in(prompt: str) -> str:
+    """The longest run of arithmetic characters in `prompt` ("Compute 12*34=" -> "12*34")."""
+    runs = [m.group().strip() for m in _ARITHMETIC.finditer(prompt)]
+    best = max((r for r in runs if any(c.isdigit() for c in r)), key=len, default=None)
+    if best is None:
+        raise ValueError(f"no arithmetic expression in the prompt {prompt[:60]!r}")
+    return best

@@ -139,12 +139,13 @@ class _Recorded:
         return None
 
 
-def prepared(cfg, monkeypatch, tmp_path):
-    """Model preparation and the prompt stream, heavy steps recorded instead of run."""
+def prepared(cfg, monkeypatch, tmp_path, tiny_tok):
+    """Model preparation and the prompt stream, heavy steps recorded instead of run (a built
+    or extracted model is the tiny tokenizer's folder: SFT demonstrations tokenise with it)."""
     from rlkit.runtime import prepare
 
     calls = []
-    tok_dir = Path(__file__).parent / "_tok"
+    tok_dir = Path(tiny_tok)
     monkeypatch.setattr(
         "rlkit.data.tiny_model.build_tiny_model",
         lambda *a, **k: calls.append(("tiny", k)) or tok_dir,
@@ -210,6 +211,17 @@ ALT: dict[str, tuple] = {
     "sft.batch_size": ("prepared", 3, {"sft.steps": 2}),
     "sft.num_rows": ("prepared", 2, {"sft.steps": 2}),
     "sft.unboxed_rate": ("prepared", 1.0, {"sft.steps": 2}),
+    "sft.demo_rate": (
+        "prepared",
+        1.0,
+        # smollm2 (its folder replaced by the test tokenizer): demonstrations need a tokenizer
+        {
+            "sft.steps": 2,
+            "model.kind": "smollm2",
+            "rollout.strategy": "multi_turn",
+            "rollout.env": "calculator",
+        },  # fmt: skip
+    ),
     "rollout.engine": ("components", "hf", {}),
     "rollout.num_workers": ("components", 2, {}),
     "rollout.prompts_per_step": ("spine", 4, {}),
@@ -427,7 +439,7 @@ def test_changing_a_key_changes_what_its_consumer_builds(key, tmp_path, monkeypa
             "spine": lambda: spine(cfg),
             "agent": lambda: agent(cfg, tiny_tok),
             "components": lambda: components(cfg, monkeypatch, tiny_tok),
-            "prepared": lambda: prepared(cfg, monkeypatch, tmp_path),
+            "prepared": lambda: prepared(cfg, monkeypatch, tmp_path, tiny_tok),
             "prompts": lambda: prompts(cfg, tiny_tok),
             "logger": lambda: logger(cfg, tmp_path),
             "logger_console": lambda: run.make_logger(cfg, tmp_path / "log")._console,
