@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    from rlkit.eval.judged import add_judge_args
+
+    add_judge_args(p)  # judge-graded suites: --judge FOLDER (rlkit.eval.judged)
     return p
 
 
@@ -181,7 +184,14 @@ def main(argv: list[str]) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
+            judge = None
+            if a.judge:
+                from rlkit.eval.judged import judge_config, judge_samples
+
+                judge = judge_config(a)
             result = _evaluate(a, settings)
+            if judge is not None:
+                result.metrics.update(judge_samples(result, judge))
             results = _write_outputs(result, a, settings, tmp)
             _publish(tmp, out)
         finally:
