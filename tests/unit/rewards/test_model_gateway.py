@@ -173,3 +173,33 @@ class _Models:
 
     def metrics(self, reset=True):
         return self.gw.metrics(reset)
+
+
+@pytest.mark.parametrize(
+    "entry, key, needle",
+    [
+        ({"name": "j", "kind": "judge"}, "reward.models[0].path", "exactly one of path"),
+        ({"name": "1j", "tiny": {}}, "reward.models[0].name", "identifier"),
+        ({"name": "j", "tiny": {}, "verdict_tokens": ["Y"]}, "verdict_tokens", "two different"),
+        ({"name": "j", "tiny": {}, "verdict": "regex", "regex": "("}, "regex", "does not compile"),
+        ({"name": "j", "tiny": {}, "template": "{prompt}"}, "template", "{response}"),
+        ({"name": "j", "tiny": {}, "max_batch": 0}, "max_batch", "expected > 0"),
+        ({"name": "j", "tiny": {}, "kind": "critic"}, "reward.models[0].kind", "one of"),
+    ],
+)
+def test_bad_reward_model_entries_fail_before_start(entry, key, needle):
+    from rlkit.config import ConfigError
+    from rlkit.config.loader import config_from_dict
+
+    with pytest.raises(ConfigError, match=re.escape(needle)) as err:
+        config_from_dict({"model": {"kind": "tiny"}, "reward": {"models": [entry]}})
+    assert key in str(err.value)
+
+
+def test_a_model_path_that_is_not_a_model_folder_is_named(tmp_path):
+    from rlkit.config import ConfigError
+    from rlkit.config.schema import RewardModelConfig
+    from rlkit.runtime.reward_models import check_reward_models
+
+    with pytest.raises(ConfigError, match=r"reward.models\[0\].path: model path not found"):
+        check_reward_models([RewardModelConfig(name="j", path=str(tmp_path / "nope"))])
