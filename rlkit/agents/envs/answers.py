@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlkit.rewards.builtin.math import extract_boxed
+from rlkit.rewards.builtin.math import extract_boxed, gold_text
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")  # 1,234.5 whole
 
 
 def final_number(text: str) -> str | None:
@@ -20,7 +20,12 @@ def final_number(text: str) -> str | None:
 
 
 def same_number(pred: str | None, gold: Any) -> bool:
+    """`pred` equals the row's gold number (a GSM8K solution's is after its "####"; thousands
+    separators ignored)."""
+    if pred is None:
+        return False
     try:
-        return pred is not None and abs(float(pred) - float(str(gold))) < 1e-6
+        want = float(gold_text(gold).replace(",", ""))
+        return abs(float(pred.replace(",", "")) - want) < 1e-6
     except ValueError:
         return False

@@ -71,7 +71,8 @@ def _normalize(text: str) -> str:
     return text
 
 
-def _gold_text(answer: Any) -> str:
+def gold_text(answer: Any) -> str:
+    """A row's gold answer as text: GSM8K solutions give the text after their last "####"."""
     gold = str(answer).strip()
     if "####" in gold:  # GSM8K solution strings: the answer follows the last "####"
         gold = gold.rsplit("####", 1)[1].strip()
@@ -126,7 +127,7 @@ def accuracy(
     the whole text when ``fallback_to_text`` (its own priorities: boxed, "final answer is",
     last expression), else the score is 0.0.
     """
-    gold = _gold_text(answer)
+    gold = gold_text(answer)
     pred = extract_boxed(completion)
     if pred is not None:
         verdict = fast_verdict(gold, pred)

@@ -40,3 +40,13 @@ def test_percentiles_and_metrics_reset_each_step():
     assert out["env/turns_mean"] == 2.0 and out["env/env_tokens"] == 4
     assert out["env/model_tokens"] == 15 and out["env/step_latency_p95_s"] == 95.0
     assert m.take()["env/trajectories"] == 0
+
+
+def test_final_answers_match_gsm8k_golds_and_thousands_separators():
+    from rlkit.agents.envs.answers import final_number, same_number
+
+    gold = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 1,072"
+    assert same_number(final_number("So she sold 1,072 clips."), gold)
+    assert same_number(final_number("\\boxed{1072}"), gold)
+    assert not same_number(final_number("\\boxed{1071}"), gold)
+    assert same_number("7", 7) and not same_number(None, "7") and not same_number("x", "7")
