@@ -108,7 +108,9 @@ class ModelGateway:
         self.batch_log: list[int] = []  # items per model call (tests, benchmarks)
         self._queue: SimpleQueue[_Request | None] = SimpleQueue()
         self._authkey = os.urandom(16)
-        self._listener = Listener(("127.0.0.1", 0), authkey=self._authkey)
+        # a deep backlog: every reward worker connects at once at the start (backlog 1, the
+        # default, drops their handshakes under load and they retry for seconds)
+        self._listener = Listener(("127.0.0.1", 0), backlog=256, authkey=self._authkey)
         self._closed = False
         for target in (self._accept, self._batcher):
             threading.Thread(target=target, daemon=True, name=f"rlkit-rm-{name}").start()
