@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-recipes test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -24,10 +24,13 @@ demo: install
 	$(BIN)/rlkit train recipes/quickstart.yaml
 
 test: install
-	$(BIN)/python -m pytest -q -m "not gpu" tests
+	$(BIN)/python -m pytest -q -m "not gpu and not recipe" tests
+
+test-recipes: install  # shipped recipes end to end, minutes each (docs/agents.md)
+	$(BIN)/python -m pytest -q -m recipe tests
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not gpu and not slow" tests
+	$(BIN)/python -m pytest -q -m "not gpu and not slow and not recipe" tests
 
 lint: install
 	$(BIN)/ruff check rlkit rewards rollouts launch tests benchmarks
