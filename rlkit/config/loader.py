@@ -61,6 +61,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (item_tp,) = typing.get_args(tp)
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
+        if value is None:  # null clears a mapping: `algo.credit_kw=null` on the command line
+            return {}
         if not isinstance(value, dict):
             raise ConfigError(key, f"expected a mapping, got {value!r}")
         return dict(value)

@@ -25,6 +25,17 @@ def test_overrides_are_typed_and_nested():
     assert parse_overrides(["a.b.c=1", "a.d=[1, 2]"]) == {"a": {"b": {"c": 1}, "d": [1, 2]}}
 
 
+def test_null_clears_a_mapping_so_a_method_recipe_runs_as_its_baseline():
+    from rlkit.runtime.prepare import check_plugins
+
+    over = ["algo.advantage=grpo", "algo.advantage_kw=null", "algo.credit_kw=null"]
+    cfg = load_recipe("recipes/vps_cpu.yaml", over)  # the command in the recipe's header
+    assert cfg.algo.credit_kw == {} and cfg.algo.advantage_kw == {}
+    check_plugins(cfg)  # the checks run before start pass
+    kept = load_recipe("recipes/vps_cpu.yaml", ["algo.advantage=grpo", "algo.credit_kw={}"])
+    assert "vps_probes" in kept.algo.credit_kw  # `{}` merges into the mapping: nothing cleared
+
+
 @pytest.mark.parametrize(
     "data, key, expected",
     [
