@@ -40,6 +40,9 @@ def check_inputs(cfg: RecipeConfig) -> None:
 
     check_reward_models(cfg.reward.models)  # folders readable, verdict tokens single tokens
     check_plugins(cfg)
+    from rlkit.runtime.placement.cpu_budget import check_cpu_budget
+
+    check_cpu_budget(cfg)  # every actor's CPU reservation fits the embedded cluster
     if cfg.data.kind == "file" and looks_local:
         load_rows(cfg)  # every row readable, with its prompt field, before anything starts
 
