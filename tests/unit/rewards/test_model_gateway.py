@@ -207,3 +207,22 @@ def test_a_model_path_that_is_not_a_model_folder_is_named(tmp_path):
 
     with pytest.raises(ConfigError, match=r"reward.models\[0\].path: model path not found"):
         check_reward_models([RewardModelConfig(name="j", path=str(tmp_path / "nope"))])
+
+
+def test_the_gateway_listens_on_loopback_only():
+    """Checked on the socket itself (psutil), as tests/integration/test_loopback.py does for
+    the rest of a run."""
+    import os
+
+    import psutil
+
+    gw = ModelGateway("m", FakeBackend(), batch_wait_s=0.01, max_batch=8)
+    try:
+        port = gw.handle.address[1]
+        mine = [
+            c for c in psutil.Process(os.getpid()).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        ]  # fmt: skip
+        assert [c.laddr.ip for c in mine] == ["127.0.0.1"]
+    finally:
+        gw.close()
