@@ -7,7 +7,36 @@ import pytest
 
 from rlkit.config import ConfigError
 from rlkit.config.loader import load_recipe
-from rlkit.runtime.placement.cpu_budget import check_cpu_budget, cpu_reservations
+from rlkit.runtime.placement import cpu_budget
+from rlkit.runtime.placement.cpu_budget import check_cpu_budget, cpu_reservations, embedded_cpus
+
+
+@pytest.fixture(autouse=True)
+def no_running_cluster(monkeypatch):
+    """As in a fresh `rlkit train`: no Ray cluster in this process yet (the suite's integration
+    tests may have started one with more CPUs)."""
+    monkeypatch.setattr(cpu_budget, "embedded_cpus", lambda cfg: cfg.ray.num_cpus)
+
+
+class FakeRay:
+    def __init__(self, up: bool):
+        self.up = up
+
+    def is_initialized(self):
+        return self.up
+
+    def cluster_resources(self):
+        return {"CPU": 4.0}
+
+
+def test_the_running_cluster_counts_when_this_process_started_one(monkeypatch):
+    import sys
+
+    cfg = load_recipe("recipes/quickstart.yaml")
+    monkeypatch.setitem(sys.modules, "ray", FakeRay(False))
+    assert embedded_cpus(cfg) == 2.0  # ray.num_cpus: the cluster `train` will start
+    monkeypatch.setitem(sys.modules, "ray", FakeRay(True))
+    assert embedded_cpus(cfg) == 4.0  # the one already running (tests, sweeps)
 
 
 def test_a_separate_critic_that_does_not_fit_is_named_before_start():
