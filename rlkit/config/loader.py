@@ -14,7 +14,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from rlkit.config.schema import RecipeConfig, check_semantics
+from rlkit.config.schema import RecipeConfig
+from rlkit.config.semantics import check_semantics
 
 
 class ConfigError(ValueError):

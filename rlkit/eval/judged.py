@@ -35,7 +35,8 @@ def add_judge_args(p: argparse.ArgumentParser) -> None:
 
 def judge_config(a: argparse.Namespace) -> Any:
     """The judge's RewardModelConfig from the CLI options (EvalInputError on a bad one)."""
-    from rlkit.config.schema import RewardModelConfig, reward_model_errors
+    from rlkit.config.schema import RewardModelConfig
+    from rlkit.config.semantics import reward_model_errors
 
     cfg = RewardModelConfig(
         name="judge",

@@ -13,7 +13,7 @@ from rlkit.algos import ADVANTAGES, compute_advantages, disjoint_shares
 from rlkit.algos.declared import critic_count, critic_split
 from rlkit.algos.loss_terms import LossContext, LossTerm, total_loss
 from rlkit.config.loader import ConfigError, config_from_dict
-from rlkit.config.schema import check_semantics
+from rlkit.config.semantics import check_semantics
 from rlkit.methods.asyppo import asyppo_masks, asyppo_metrics
 from rlkit.runtime.prepare import check_plugins
 
