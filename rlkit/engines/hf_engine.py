@@ -8,9 +8,9 @@ numerically the plain transformers forward. What it returns:
   i.e. before temperature, top-p and top-k (the unscaled model distribution; vLLM's default
   `logprobs_mode="raw_logprobs"` reports the same quantity).
 - `next_token_logprobs`: the full-vocabulary log-softmax of the next token per prefix (one
-  batched forward over all prefixes, equal-length rows together, no KV cache: correct but
-  quadratic in the prefix length when a caller extends prefixes token by token, as a
-  step-by-step search does).
+  batched forward over all prefixes, left-padded, every prefix prefilled).
+- `beam_scorer()`: the same scoring for a step-by-step search, keeping the KV cache between
+  calls so that a beam extended by one token costs one token (rlkit.engines.prefix_kv_scorer).
 - `score`: one prefill forward, log_softmax gathered at the given tokens.
 - `load_weights`: `safetensors.torch.load(bytes)` of a full state dict.
 """
@@ -21,6 +21,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from rlkit.engines.prefix_kv_scorer import PrefixKVScorer, register_gqa_sdpa
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
 
 
@@ -43,7 +44,7 @@ class HFEngine:
         self.model_path = str(model_path)
         self.device = torch.device(device)
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_path, dtype=getattr(torch, dtype)
+            self.model_path, dtype=getattr(torch, dtype), attn_implementation=register_gqa_sdpa()
         ).to(self.device)
         self.model.eval()
         if tokenizer is None:
@@ -75,20 +76,17 @@ class HFEngine:
         top_k: int = 20,
     ) -> list[dict[int, float]]:
         """Full-vocabulary log-softmax of the next token after each prefix, read at its
-        candidate ids (at its `top_k` best tokens when None). Prefixes of equal length share a
-        forward (no padding, so each row is exactly the unbatched computation); at most
-        `max_batch_tokens` tokens per forward."""
-        import torch
+        candidate ids (at its `top_k` best tokens when None). Prefixes share left-padded
+        forwards of at most `max_batch_tokens` tokens (padding masked, true positions: each row
+        is the unbatched computation up to float reduction order). Stateless: every prefix is
+        prefilled."""
+        return self.beam_scorer()(prefixes, candidates, top_k)
 
-        out: list[dict[int, float]] = [{} for _ in prefixes]
-        for chunk in _equal_length_chunks(prefixes, self.max_batch_tokens):
-            ids = torch.tensor([list(prefixes[i]) for i in chunk], device=self.device)
-            with torch.no_grad():
-                logits = self.model(input_ids=ids, logits_to_keep=1).logits[:, -1]
-            logp = logits.float().log_softmax(-1).cpu()
-            for r, i in enumerate(chunk):
-                out[i] = _read_logprobs(logp[r], candidates[i], top_k)
-        return out
+    def beam_scorer(self) -> PrefixKVScorer:
+        """A scorer for one step-by-step search: `next_token_logprobs` that keeps the KV cache
+        of the prefixes it scored, so a prefix extending one of the previous call's by a token
+        costs one token (rlkit.engines.prefix_kv_scorer). Drop it when the search ends."""
+        return PrefixKVScorer(self.model, self.device, self.max_batch_tokens)
 
     def score(self, sequences: Sequence[Sequence[int]], start: Sequence[int]) -> list[list[float]]:
         """log p(seq[j] | seq[:j]) for j in [start, len(seq)), one prefill per sequence."""
@@ -203,27 +201,3 @@ def _pad_id(model: Any, tokenizer: Any | None, eos: list[int]) -> int:
         if val is not None:
             return int(val)
     return eos[0] if eos else 0
-
-
-def _equal_length_chunks(prefixes: Sequence[Sequence[int]], budget: int) -> list[list[int]]:
-    """Indices grouped by prefix length, each group cut to at most `budget` tokens."""
-    by_len: dict[int, list[int]] = {}
-    for i, p in enumerate(prefixes):
-        by_len.setdefault(len(p), []).append(i)
-    chunks = []
-    for length, idx in sorted(by_len.items()):
-        rows = max(1, budget // max(1, length))
-        chunks.extend(idx[j : j + rows] for j in range(0, len(idx), rows))
-    return chunks
-
-
-def _read_logprobs(row: Any, cand: Sequence[int] | None, top_k: int) -> dict[int, float]:
-    """{token: logprob} at the candidate ids, or at the row's top_k ids when cand is None."""
-    import torch
-
-    if cand is None:
-        vals, idx = row.topk(min(top_k, row.numel()))
-        return dict(zip(idx.tolist(), vals.tolist(), strict=True))
-    ids = [int(t) for t in cand]
-    vals = row[torch.tensor(ids, dtype=torch.long)] if ids else row[:0]
-    return dict(zip(ids, vals.tolist(), strict=True))

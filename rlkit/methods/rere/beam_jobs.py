@@ -29,6 +29,7 @@ from rlkit.methods.rere.beam_search import (
     TrieConstraint,
     engine_eos_ids,
     run_beam_searches,
+    search_scorer,
 )
 from rlkit.methods.rere.item_trie import ItemTrie, format_item
 from rlkit.methods.rere.stochastic_beams import StochasticBeamSearch
@@ -115,7 +116,7 @@ def serve_beam_jobs(engine: Any, jobs: list[BeamRequest]) -> list[FinishedReques
         trie = cached_trie(job.catalogue, job.response_prefix, tok)
         tries.append(trie)
         searches.append(make_search(job, eos, trie))
-    run_beam_searches(engine.next_token_logprobs, searches)
+    run_beam_searches(search_scorer(engine), searches)
     version = engine.version
     return [
         FinishedRequest(job.request_id, beam_completion(search, trie, job, eos, tok), version)

@@ -23,9 +23,10 @@ than G valid items it returns fewer than G beams. Beams cut at max_tokens may la
 
 Engines supply `next_token_logprobs(prefixes, candidates, top_k)`: for each prefix the
 full-vocabulary log-softmax of its candidate next tokens (or of the engine's top-k tokens when a
-candidate list is None, the unconstrained case). `BeamSearch` is a per-prompt state machine
-(`requests` / `advance`) so a request loop can drive it step by step; `run_beam_searches` drives
-many prompts with ONE scorer call per decoding step.
+candidate list is None, the unconstrained case); an engine may also offer `beam_scorer()`, the
+same function with state kept for one search (`search_scorer`). `BeamSearch` is a per-prompt
+state machine (`requests` / `advance`) so a request loop can drive it step by step;
+`run_beam_searches` drives many prompts with ONE scorer call per decoding step.
 """
 
 from __future__ import annotations
@@ -279,7 +280,7 @@ def beam_search(
     it must have no live requests (a rollout worker serves beam jobs once it is idle)."""
     tok = engine.tokenizer
     return constrained_beam_search(
-        engine.next_token_logprobs,
+        search_scorer(engine),
         prompts,
         num_beams,
         max_tokens,
@@ -288,6 +289,14 @@ def beam_search(
         allowed_sequences=allowed_sequences,
         decode=None if tok is None else lambda ids: tok.decode(ids, skip_special_tokens=True),
     )
+
+
+def search_scorer(engine: Any) -> NextTokenScorer:
+    """The engine's scorer for one whole search: its `beam_scorer()` when it has one (the HF
+    engine's keeps the KV cache between steps), else `next_token_logprobs` (vLLM reuses the
+    beams' prefixes through its own prefix cache)."""
+    make = getattr(engine, "beam_scorer", None)
+    return make() if callable(make) else engine.next_token_logprobs
 
 
 def engine_eos_ids(engine: Any) -> list[int]:
