@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# One forward's per-layer (keys, values), each (rows, kv_heads, padded length, head_dim).
+# One forward's per-layer (keys, values), position-major: (padded length, rows, kv_heads, dim).
 KVBlock = list[tuple[Any, Any]]
 
 
@@ -146,9 +146,10 @@ class PrefixKVScorer:
 
 
 def _gather(parents: list[CachedRow], layer: int, width: int) -> tuple[Any, Any]:
-    """One layer's (keys, values) buffers of `width + 1` positions: the parents' rows
-    right-aligned in the first `width` (positions left of a row's own are masked; they are
-    zeroed so that no uninitialised NaN meets a zero attention weight)."""
+    """One layer's position-major (keys, values) buffers of `width + 1` positions: the
+    parents' rows right-aligned in the first `width` (positions left of a row's own are masked;
+    they are zeroed so that no uninitialised NaN meets a zero attention weight). With one
+    source block the rows are selected straight into the buffer (one copy)."""
     import torch
 
     runs: list[tuple[KVBlock, list[int]]] = []
@@ -158,35 +159,42 @@ def _gather(parents: list[CachedRow], layer: int, width: int) -> tuple[Any, Any]
         else:
             runs.append((p.block, [p.row]))
     like = parents[0].block[layer][0]
-    shape = (len(parents), like.shape[1], width + 1, like.shape[3])
+    shape = (width + 1, len(parents), like.shape[2], like.shape[3])
     bufs = (like.new_empty(shape), like.new_empty(shape))
     start = 0
     for block, rows in runs:
         idx = torch.tensor(rows, device=like.device)
         end = start + len(rows)
         for buf, t in zip(bufs, block[layer]):
-            take = min(width, t.shape[2])
-            buf[start:end, :, width - take : width] = t.index_select(0, idx)[:, :, -take:]
-            buf[start:end, :, : width - take] = 0
+            take = min(width, t.shape[0])
+            src = t[t.shape[0] - take :]
+            if len(runs) == 1:  # a leading slice of a position-major buffer is contiguous
+                torch.index_select(src, 1, idx, out=buf[width - take : width])
+            else:
+                buf[width - take : width, start:end] = src.index_select(1, idx)
+            buf[: width - take, start:end] = 0
         start = end
     return bufs
 
 
 @functools.cache
 def _slot_layer_class() -> type:
-    """A DynamicLayer over preallocated buffers: `update` writes the new positions in place."""
+    """A DynamicLayer over preallocated position-major buffers (positions, rows, heads, dim):
+    `update` writes the new positions in place, and attention reads (rows, heads, positions,
+    dim) views of them (torch's SDPA takes the strides; no copy)."""
     from transformers.cache_utils import DynamicLayer
 
     class SlotLayer(DynamicLayer):
         def __init__(self, keys: Any, values: Any, filled: int) -> None:
             super().__init__()
-            self.keys, self.values, self.filled = keys, values, filled
+            self.pm_keys, self.pm_values, self.filled = keys, values, filled
+            self.keys, self.values = keys.permute(1, 2, 0, 3), values.permute(1, 2, 0, 3)
             self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kw: Any):
             end = self.filled + key_states.shape[-2]
-            self.keys[:, :, self.filled : end] = key_states
-            self.values[:, :, self.filled : end] = value_states
+            self.pm_keys[self.filled : end] = key_states.permute(2, 0, 1, 3)
+            self.pm_values[self.filled : end] = value_states.permute(2, 0, 1, 3)
             self.filled = end
             return self.keys[:, :, :end], self.values[:, :, :end]
 
@@ -197,14 +205,20 @@ def _slot_layer_class() -> type:
 
 
 def _block_of(cache: Any) -> KVBlock | None:
-    """Per-layer (keys, values) of a plain DynamicCache; None for any other cache kind."""
+    """Per-layer position-major (keys, values) of a plain DynamicCache or of slot layers; None
+    for any other cache kind."""
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(cache, "layers", None)
-    kinds = (DynamicLayer, _slot_layer_class())
-    if not layers or any(type(layer) not in kinds for layer in layers):
+    slot = _slot_layer_class()
+    if not layers or any(type(layer) not in (DynamicLayer, slot) for layer in layers):
         return None
-    return [(layer.keys, layer.values) for layer in layers]
+    return [
+        (layer.pm_keys[: layer.filled], layer.pm_values[: layer.filled])
+        if type(layer) is slot
+        else (layer.keys.permute(2, 0, 1, 3), layer.values.permute(2, 0, 1, 3))
+        for layer in layers
+    ]
 
 
 def _token_chunks(keys: list[tuple[int, ...]], idx: list[int], budget: int) -> list[list[int]]:
