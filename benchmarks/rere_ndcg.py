@@ -8,6 +8,7 @@ recipes/rere_ml100k_cpu.yaml (SFT + RL) and evaluates both models with the same 
     python -m benchmarks.rere_ndcg prepare runs/rere_ml100k_data   # data (recipes need it)
     python -m benchmarks.rere_ndcg run                              # prepare + train + compare
     python -m benchmarks.rere_ndcg compare                          # compare an existing run
+    python -m benchmarks.rere_ndcg seeds --seeds 3                  # one SFT, N RL seeds, CIs
     python -m benchmarks.rere_ndcg convert train.csv train.jsonl    # any rec CSV -> RL rows
 
 `prepare` fetches ML-100K once from the PyPI recbole==1.2.1 wheel (GroupLens terms forbid
@@ -131,16 +132,72 @@ def compare(cfg: Any, run_dir: Path, data_dir: Path, train_s: float | None) -> d
     return out
 
 
+def seeds(args: argparse.Namespace) -> dict[str, Any]:
+    """One SFT warm start, then `--seeds` ReRe RL runs from it (seed = recipe seed + K, run dirs
+    runs/NAME/seed_K), each evaluated with the same `rec` eval as the SFT model. The SFT model
+    is evaluated once (beam search is deterministic), so each seed's difference RL − SFT is
+    paired and the 95% Student-t interval is over RL seeds: it measures what RL does from this
+    warm start, not the spread across warm starts. Writes runs/NAME/rere_seeds.json."""
+    import time
+    from dataclasses import replace
+
+    from rlkit.analysis.intervals import mean_interval
+    from rlkit.cli import seed_configs
+    from rlkit.config.loader import load_recipe
+    from rlkit.runtime.run import train
+
+    cfg = load_recipe(RECIPE, args.overrides)
+    data_dir = prepare(
+        str(Path(cfg.data.path).parent), args.users, args.test_users, args.test_rows, args.data
+    )
+    group = Path(cfg.logging.runs_dir) / cfg.name
+    sft_dir, settings = warm_start(cfg, group), dict(cfg.eval.settings)
+    out_path = group / "rere_seeds.json"
+    out = json.loads(out_path.read_text()) if out_path.is_file() else {"runs": {}}
+    if "sft" not in out:
+        out["sft"] = evaluate(str(sft_dir), data_dir, settings)
+        out_path.write_text(json.dumps(out, indent=2))
+    print(f"[rere] sft: HR@10 {out['sft']['HR@10']:.4f} NDCG@10 {out['sft']['NDCG@10']:.4f}")
+    rl_cfg = replace(cfg, model=replace(cfg.model, kind="path", path=str(sft_dir)),
+                     sft=replace(cfg.sft, steps=0))  # fmt: skip
+    for seed_cfg in seed_configs(rl_cfg, args.seeds):
+        if seed_cfg.name in out["runs"]:
+            continue
+        t0 = time.perf_counter()
+        run_dir = Path(train(seed_cfg))
+        final = run_dir / "checkpoints" / f"step_{cfg.trainer.total_steps}"
+        res = evaluate(str(final), data_dir, settings)
+        out["runs"][seed_cfg.name] = {**res, "train_eval_s": round(time.perf_counter() - t0, 1)}
+        out_path.write_text(json.dumps(out, indent=2))
+        print(f"[rere] {seed_cfg.name}: HR@10 {res['HR@10']:.4f} NDCG@10 {res['NDCG@10']:.4f}")
+    for k in ("HR@10", "NDCG@10"):
+        iv = mean_interval([r[k] - out["sft"][k] for r in out["runs"].values()])
+        out[f"delta_{k}"] = {"mean": iv.mean, "ci95": [iv.lo, iv.hi]}
+        print(f"{k}: rl - sft {iv.mean:+.4f} [{iv.lo:+.4f}, {iv.hi:+.4f}] over "
+              f"{len(out['runs'])} RL seeds")  # fmt: skip
+    out_path.write_text(json.dumps(out, indent=2))
+    return out
+
+
+def warm_start(cfg: Any, group: Path) -> Path:
+    """The recipe's SFT (sft.steps/lr/batch_size, recipe seed) under the group dir, once."""
+    from rlkit.runtime.prepare import prepare_model
+
+    group.mkdir(parents=True, exist_ok=True)
+    return Path(prepare_model(cfg, group))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (tests/unit/test_documented_commands.py parses the documented ones)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["prepare", "run", "compare", "convert"])
+    p.add_argument("command", choices=["prepare", "run", "compare", "convert", "seeds"])
     p.add_argument("paths", nargs="*", help="prepare: OUT_DIR; convert: SRC.csv DST.jsonl")
     p.add_argument("--data", default=None, help="folder with ml-100k.inter/.item (else fetch)")
     p.add_argument("--users", type=int, default=40, help="users whose train rows are used")
     p.add_argument("--test-users", type=int, default=64, help="held-out users for the test")
     p.add_argument("--test-rows", type=int, default=64)
     p.add_argument("--response-prefix", default="")
+    p.add_argument("--seeds", type=int, default=3, help="seeds: RL runs from one warm start")
     p.add_argument("-o", "--overrides", action="append", default=[], help="recipe key=value")
     return p
 
@@ -160,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = load_recipe(RECIPE, args.overrides)
         compare(cfg, Path(cfg.logging.runs_dir) / cfg.name, Path(cfg.data.path).parent, None)
+    elif args.command == "seeds":
+        seeds(args)
     else:
         run(args)
     return 0
