@@ -82,15 +82,18 @@ def prepare(out: str, users: int, test_users: int, test_rows: int, data: str | N
     return d
 
 
-def evaluate(model_dir: str, data_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """`rec` metrics of a model folder on the prepared test rows (vLLM engine, started after
-    training so only one engine runs at a time; the recipe's eval.settings)."""
+def evaluate(
+    model_dir: str, data_dir: Path, settings: dict[str, Any], engine_kind: str = "vllm"
+) -> dict[str, Any]:
+    """`rec` metrics of a model folder on the prepared test rows (the recipe's eval.engine,
+    started after training so only one engine runs at a time; the recipe's eval.settings)."""
     from transformers import AutoTokenizer
 
     from rlkit.engines import make_rollout_engine
     from rlkit.eval import run_suite
 
-    engine = make_rollout_engine("vllm", model_dir, max_model_len=512, block_size=32)
+    kw = {"max_model_len": 512, "block_size": 32} if engine_kind == "vllm" else {}
+    engine = make_rollout_engine(engine_kind, model_dir, **kw)
     tok = AutoTokenizer.from_pretrained(model_dir)
     return run_suite(  # "rec": test.csv + items.txt ("ml-100k" wants the raw atomic files)
         "rec",
@@ -122,8 +125,8 @@ def compare(cfg: Any, run_dir: Path, data_dir: Path, train_s: float | None) -> d
     """`rec` HR/NDCG@K of the run's SFT model and its final checkpoint on the same rows."""
     settings = dict(cfg.eval.settings)
     final = run_dir / "checkpoints" / f"step_{cfg.trainer.total_steps}"
-    before = evaluate(str(run_dir / "sft_model"), data_dir, settings)
-    after = evaluate(str(final), data_dir, settings)
+    before = evaluate(str(run_dir / "sft_model"), data_dir, settings, cfg.eval.engine)
+    after = evaluate(str(final), data_dir, settings, cfg.eval.engine)
     out = {"train_s": train_s, "sft": before, "rere": after}
     for k in ("HR@10", "NDCG@10"):
         print(f"{k}: sft {before[k]:.4f} -> rere {after[k]:.4f}")
@@ -155,7 +158,7 @@ def seeds(args: argparse.Namespace) -> dict[str, Any]:
     out_path = group / "rere_seeds.json"
     out = json.loads(out_path.read_text()) if out_path.is_file() else {"runs": {}}
     if "sft" not in out:
-        out["sft"] = evaluate(str(sft_dir), data_dir, settings)
+        out["sft"] = evaluate(str(sft_dir), data_dir, settings, cfg.eval.engine)
         out_path.write_text(json.dumps(out, indent=2))
     print(f"[rere] sft: HR@10 {out['sft']['HR@10']:.4f} NDCG@10 {out['sft']['NDCG@10']:.4f}")
     rl_cfg = replace(cfg, model=replace(cfg.model, kind="path", path=str(sft_dir)),
@@ -166,7 +169,7 @@ def seeds(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         run_dir = Path(train(seed_cfg))
         final = run_dir / "checkpoints" / f"step_{cfg.trainer.total_steps}"
-        res = evaluate(str(final), data_dir, settings)
+        res = evaluate(str(final), data_dir, settings, cfg.eval.engine)
         out["runs"][seed_cfg.name] = {**res, "train_eval_s": round(time.perf_counter() - t0, 1)}
         out_path.write_text(json.dumps(out, indent=2))
         print(f"[rere] {seed_cfg.name}: HR@10 {res['HR@10']:.4f} NDCG@10 {res['NDCG@10']:.4f}")
