@@ -25,10 +25,12 @@ class RolloutWorkerLost(RuntimeError):
 
 
 def is_actor_death(exc: BaseException) -> bool:
-    """Ray's error for a call on a dead actor (ActorDiedError, ActorUnavailableError)."""
+    """Ray's error for a call on a dead actor (ActorDiedError, ActorUnavailableError), or for
+    the call that was running when Ray's memory monitor killed the actor's process
+    (OutOfMemoryError: the actor is gone too; its text names the actor's class)."""
     import ray.exceptions as rex
 
-    return isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError))
+    return isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError, rex.OutOfMemoryError))
 
 
 class WorkerRestarts:

@@ -75,3 +75,15 @@ def test_actor_death_errors_are_recognised():
     assert is_actor_death(rex.ActorDiedError())
     assert is_actor_death(rex.RayActorError())
     assert not is_actor_death(ValueError("a bug in the worker code"))
+
+
+def test_an_actor_killed_by_rays_memory_monitor_is_a_death_naming_its_class():
+    """Ray's OOM killer: the running call raises OutOfMemoryError (not an actor error); the
+    run must stop as RankGroupLost with the resume command, not with Ray's traceback."""
+    import ray.exceptions as rex
+
+    from rlkit.runtime.trainer_restarts import dead_actor_name
+
+    exc = rex.OutOfMemoryError("Selected to kill: (Actor(3604de), task name=TrainerRank.__init__")
+    assert is_actor_death(exc)
+    assert dead_actor_name(exc) == "a trainer rank"
