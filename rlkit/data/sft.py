@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.data.arithmetic import format_target, sft_target
+from rlkit.data.progress import progress_bar
 
 SFT_INFO_FILE = "sft_info.json"
 
@@ -160,12 +161,17 @@ def sft_warm_start(
     gen = torch.Generator().manual_seed(seed)
     losses, acc, t0, step = [], None, time.perf_counter(), 0
     model.train()
+    bar = progress_bar(steps, "sft") if log else None  # minutes a step on small CPUs
     for step, idx in enumerate(_batches(len(examples), batch_size, steps, gen), start=1):
         loss = completion_loss(model, *_collate([examples[i] for i in idx], tok.pad_token_id))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if bar is not None:
+            bar.update(1)
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(f"loss {losses[-1]:.4f}", refresh=False)
         if target_accuracy is not None and (step % eval_every == 0 or step == steps):
             model.eval()
             acc = greedy_accuracy(model, tok, evals)
@@ -176,6 +182,8 @@ def sft_warm_start(
                 break
         elif log and step % eval_every == 0:
             log(f"sft step {step}: loss {losses[-1]:.4f}")
+    if bar is not None:
+        bar.close()
     model.eval()
     info = {
         "steps": step, "lr": lr, "batch_size": batch_size, "seed": seed,

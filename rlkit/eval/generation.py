@@ -8,11 +8,11 @@ special tokens again, so the engine sees exactly what a chat server would.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from rlkit.data.progress import progress_bar
 from rlkit.eval.errors import EvalInputError
 
 T = TypeVar("T")
@@ -93,7 +93,7 @@ def run_batched(
     progress: bool = True,
 ) -> list[R]:
     """fn over batches of `items`, concatenated, with a tqdm bar (or nothing) on stderr."""
-    bar = _bar(len(items), desc) if progress else None
+    bar = progress_bar(len(items), desc) if progress else None
     out: list[R] = []
     for chunk in batched(items, size):
         out.extend(fn(chunk))
@@ -102,26 +102,3 @@ def run_batched(
     if bar is not None:
         bar.close()
     return out
-
-
-def _bar(total: int, desc: str) -> Any:
-    """A tqdm bar on stderr, or a minimal console line when tqdm is missing."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _Line(total, desc)
-    return tqdm(total=total, desc=desc, file=sys.stderr, mininterval=1.0)
-
-
-class _Line:
-    """`n/total` progress on one console line (tqdm's update/close subset)."""
-
-    def __init__(self, total: int, desc: str) -> None:
-        self.total, self.desc, self.n = total, desc, 0
-
-    def update(self, k: int) -> None:
-        self.n += k
-        print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        print(file=sys.stderr)

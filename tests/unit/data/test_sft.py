@@ -56,6 +56,17 @@ def test_sft_is_deterministic(base, tmp_path):
     assert all(torch_equal(wa[k], wb[k]) for k in wa)
 
 
+def test_sft_shows_step_progress_with_the_loss(base, tmp_path, capsys):
+    """SFT takes minutes a step on small CPUs: a bar counts the steps on stderr (silent with
+    log=None, as above)."""
+    sft_mod.sft_warm_start(
+        base, ROWS, steps=3, lr=1e-3, batch_size=8, seed=0, out_dir=tmp_path / "p", log=print
+    )
+    err = capsys.readouterr().err
+    assert "sft" in err and "3/3" in err
+    assert "loss" in err
+
+
 def torch_equal(x, y) -> bool:
     return bool((x == y).all())
 
