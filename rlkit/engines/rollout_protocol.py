@@ -3,8 +3,11 @@
 A rollout worker (rlkit.runtime.actors.rollout_worker) drives its engine through requests: it adds
 them, steps the engine in its loop, collects the finished ones and aborts stale ones (ROLL
 Flash's queue scheduling); request kinds that need the whole engine (a method's own kind, e.g.
-a search scoring prefixes step by step) call `next_token_logprobs` once it is idle.  Requests are
-token ids, so the caller owns tokenisation and chat templates.  Nothing here knows a method.
+a search scoring prefixes step by step) call `next_token_logprobs` once it is idle; an engine
+may also offer `beam_scorer()`, the same scoring with state kept for one search (the HF engine
+keeps each beam's KV cache between steps; rlkit.methods.rere.beam_search.search_scorer falls back
+to `next_token_logprobs`).  Requests are token ids, so the caller owns tokenisation and chat
+templates.  Nothing here knows a method.
 
 `VLLMEngine` implements it directly; `HFEngine` through `BatchRequestAdapter`.  The GPU-only
 extras (`sleep` / `wake_up` for the hybrid engine, `init_nccl_sync` / `receive_nccl` for NCCL
