@@ -21,8 +21,9 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from rlkit.engines.prefix_kv_scorer import PrefixKVScorer, register_gqa_sdpa
+from rlkit.engines.prefix_kv_scorer import PrefixKVScorer
 from rlkit.engines.rollout_protocol import Completion, SamplingConfig
+from rlkit.engines.shared_prompt_attention import register_gqa_sdpa
 
 
 class HFEngine:

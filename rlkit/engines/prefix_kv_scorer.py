@@ -3,24 +3,28 @@
 A step-by-step search (constrained beams, rlkit.methods.rere.beam_search) asks at every step for
 the next-token log-softmax after each live beam, and every beam is a beam of the previous step
 plus one token. Scoring each prefix from scratch costs its whole length per step; transformers
-`generate(num_beams=G)` keeps a KV cache but first copies the prompt G times and prefills every
-copy. `PrefixKVScorer` keeps, between calls, the KV cache of every prefix it scored (keyed by the
-prefix's token ids): a prefix whose parent (all tokens but the last) was scored in the previous
-call costs ONE token, attending over the parent's cached keys and values; any other prefix is
-prefilled once (a prompt's G beams start from one prefill, not G). Rows of different lengths
-share a forward, left-padded: padded keys are masked out of attention and every row gets its
-true positions, so each row is the unbatched computation up to float reduction order (beams
-equal transformers' to 1e-4 in score, tests/unit/engines/test_prefix_kv_scorer.py). Under a
-padding mask transformers' SDPA copies the keys and values once per query head of a group
-(`repeat_kv`); the HF engine's attention (`GQA_SDPA`, registered here) passes the mask and the
-grouped heads to torch's SDPA as they are, 11x faster for one decoding step of 256 SmolLM2 rows.
+`generate(num_beams=G)` keeps a KV cache, but first copies the prompt G times and prefills every
+copy, and then copies every beam's whole cache twice a step (reorder, concatenate).
 
-Memory: the cache of every live prefix, B x L x (2 x layers x kv_heads x head_dim) floats (512
-beams of 230 tokens of SmolLM2-135M in float32: 5.4 GB), the same as transformers' beam search
-over the same beams; the previous call's blocks are released as their children are scored, and
-one forward extends at most `max_batch_tokens // 64` rows. A scorer lives for one search
-(`HFEngine.beam_scorer()`); dropping it frees the cache. Only plain `DynamicCache` layers are
-extended; other cache kinds (sliding windows, linear attention) are scored from scratch.
+`PrefixKVScorer` keeps, between calls, the KV cache of every prefix it scored (keyed by the
+prefix's token ids), in two parts:
+
+- the **prompt**: prefixes with no cached parent are prefilled (left-padded, padding masked,
+  true positions), and their keys and values are kept once, however many beams grow from them;
+- each beam's **suffix**: the keys and values of the tokens after its prompt, a few dozen
+  positions, copied from its parent into the next step's buffer (position-major, one copy).
+
+A prefix whose parent (all tokens but the last) was scored in the previous call costs ONE token:
+the rows of one prompt block form a users x beams batch, and the HF engine's attention
+(rlkit.engines.shared_prompt_attention) lets each beam attend over its user's prompt and its own
+suffix. Each row is the unbatched computation up to float reduction order (beams equal
+transformers' to 1e-4 in score, tests/unit/engines/test_prefix_kv_scorer.py).
+
+Memory: one prompt cache per user plus a suffix per live beam (32 users x 220 prompt tokens and
+512 beams x 33 tokens of SmolLM2-135M in float32: ~0.3 + 0.8 GB, where whole per-beam caches
+would take ~6 GB). A scorer lives for one search (`HFEngine.beam_scorer()`); dropping it frees
+the cache. Only plain `DynamicCache` layers are extended; other cache kinds (sliding windows,
+linear attention) are scored from scratch.
 """
 
 from __future__ import annotations
@@ -30,18 +34,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# One forward's per-layer (keys, values), position-major: (padded length, rows, kv_heads, dim).
+# Per layer (keys, values) of a beam-suffix block, position-major: (length, rows, kv_heads, dim).
 KVBlock = list[tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
-class CachedRow:
-    """Where a scored prefix's keys and values are: its row in a block, its last `length`
-    positions (the ones before are left padding)."""
+class PromptBlock:
+    """The prompts of one prefill forward: per layer (keys, values), each (rows, kv_heads,
+    width, dim), left-padded; `pad[r]` padding positions before row r's prompt."""
 
-    block: KVBlock
+    layers: list[tuple[Any, Any]]
+    pad: list[int]
+
+    @property
+    def width(self) -> int:
+        return int(self.layers[0][0].shape[2])
+
+
+@dataclass(frozen=True)
+class CachedRow:
+    """A scored prefix: its prompt (block, row), its suffix (block, row; None when the prefix
+    is the prompt itself) and suffix length."""
+
+    prompt: PromptBlock
+    user: int
+    suffix: KVBlock | None
     row: int
-    length: int
+    suffix_len: int
 
 
 class PrefixKVScorer:
@@ -63,39 +82,36 @@ class PrefixKVScorer:
         out: list[dict[int, float]] = [{} for _ in prefixes]
         memo: dict[tuple[int, ...], CachedRow] = {}
         keys = [tuple(int(t) for t in p) for p in prefixes]
-        for rows, logits, block in self._forwards(keys):
+        for rows, logits, cached in self._forwards(keys):
             logp = logits.float().log_softmax(-1).cpu()
             for r, i in enumerate(rows):
                 out[i] = _read_logprobs(logp[r], candidates[i], top_k)
-                if block is not None:
-                    memo[keys[i]] = CachedRow(block, r, len(keys[i]))
+                if cached[r] is not None:
+                    memo[keys[i]] = cached[r]
         self._memo = memo
         return out
 
     def _forwards(self, keys: list[tuple[int, ...]]):
-        """(prefix indices, last-position logits, their KV block or None) per forward."""
-        cached = [i for i, k in enumerate(keys) if len(k) > 1 and k[:-1] in self._memo]
-        fresh = sorted(set(range(len(keys))) - set(cached), key=lambda i: len(keys[i]))
-        # children of one block together, so each old block is freed once they are scored
-        parent_of = {i: self._memo[keys[i][:-1]] for i in cached}
-        cached.sort(key=lambda i: (id(parent_of[i].block), parent_of[i].row))
-        step = max(1, self.max_batch_tokens // 64)
-        chunks = [cached[j : j + step] for j in range(0, len(cached), step)]
-        last_chunk = {keys[i][:-1]: c for c, chunk in enumerate(chunks) for i in chunk}
-        for c, chunk in enumerate(chunks):
-            self.extended += len(chunk)
-            logits, block = self._extend(keys, chunk)
-            for parent in {keys[i][:-1] for i in chunk}:
-                if last_chunk[parent] == c:
-                    del self._memo[parent]
-            yield chunk, logits, block
+        """(prefix indices, their last-position logits, their CachedRow or None) per forward."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        fresh = []
+        for i, k in enumerate(keys):
+            parent = self._memo.get(k[:-1]) if len(k) > 1 else None
+            if parent is None:
+                fresh.append(i)
+            else:  # one forward per prompt block and suffix length (all beams of a search)
+                groups.setdefault((id(parent.prompt), parent.suffix_len), []).append(i)
+        for rows in groups.values():
+            self.extended += len(rows)
+            yield self._extend(keys, rows)
         self._memo = {}
+        fresh.sort(key=lambda i: len(keys[i]))
         for chunk in _token_chunks(keys, fresh, self.max_batch_tokens):
             self.prefilled += len(chunk)
-            yield chunk, *self._prefill(keys, chunk)
+            yield self._prefill(keys, chunk)
 
-    def _prefill(self, keys: list[tuple[int, ...]], chunk: list[int]) -> tuple[Any, KVBlock | None]:
-        """Score whole prefixes, left-padded to the longest, and keep their cache."""
+    def _prefill(self, keys: list[tuple[int, ...]], chunk: list[int]):
+        """Score whole prefixes, left-padded to the longest; they become prompts."""
         import torch
 
         width = max(len(keys[i]) for i in chunk)
@@ -104,76 +120,101 @@ class PrefixKVScorer:
         for r, i in enumerate(chunk):
             ids[r, width - len(keys[i]) :] = torch.tensor(keys[i])
             mask[r, width - len(keys[i]) :] = 1
-        return self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), None)
-
-    def _extend(self, keys: list[tuple[int, ...]], chunk: list[int]) -> tuple[Any, KVBlock | None]:
-        """Score one new token per prefix over its parent's cached keys and values: the parents'
-        rows are copied once, right-aligned, into buffers one position longer, where the new
-        token's keys and values are written (no concatenation)."""
-        import torch
-        from transformers.cache_utils import Cache
-
-        parents = [self._memo[keys[i][:-1]] for i in chunk]
-        width = max(p.length for p in parents)
-        mask = torch.zeros(len(chunk), width + 1, dtype=torch.long)
-        for r, p in enumerate(parents):
-            mask[r, width - p.length :] = 1
-        slot = _slot_layer_class()
-        layers = [
-            slot(*_gather(parents, layer, width), filled=width)
-            for layer in range(len(parents[0].block))
-        ]
-        ids = torch.tensor([[keys[i][-1]] for i in chunk])
-        positions = torch.tensor([[p.length] for p in parents])
-        return self._forward(ids, mask, positions, Cache(layers=layers))
-
-    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> tuple[Any, Any]:
-        """Last-position logits and the KV block of one forward (mask omitted when no row is
-        padded, which keeps SDPA on its unmasked kernels)."""
-        import torch
-
         dev = self.device
         with torch.no_grad():
             out = self.model(
                 input_ids=ids.to(dev),
                 attention_mask=None if bool(mask.all()) else mask.to(dev),
-                position_ids=positions.to(dev),
-                past_key_values=cache,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(dev),
                 use_cache=True,
                 logits_to_keep=1,
             )
-        return out.logits[:, -1], _block_of(out.past_key_values)
+        layers = _layers_of(out.past_key_values)
+        if layers is None:
+            return chunk, out.logits[:, -1], [None] * len(chunk)
+        block = PromptBlock(layers, [width - len(keys[i]) for i in chunk])
+        cached = [CachedRow(block, r, None, 0, 0) for r in range(len(chunk))]
+        return chunk, out.logits[:, -1], cached
+
+    def _extend(self, keys: list[tuple[int, ...]], rows: list[int]):
+        """One new token per prefix, over its user's prompt and its parent's suffix: the rows
+        laid out users x beams (short users padded with copies of their first row, dropped)."""
+        import torch
+        from transformers.cache_utils import Cache
+
+        parents = {i: self._memo[keys[i][:-1]] for i in rows}
+        prompt, t = parents[rows[0]].prompt, parents[rows[0]].suffix_len
+        by_user: dict[int, list[int]] = {}
+        for i in sorted(
+            rows, key=lambda i: (parents[i].user, id(parents[i].suffix), parents[i].row)
+        ):
+            by_user.setdefault(parents[i].user, []).append(i)  # sorted: suffix rows in runs
+        users, beams = sorted(by_user), max(len(v) for v in by_user.values())
+        layout = [by_user[u][min(b, len(by_user[u]) - 1)] for u in users for b in range(beams)]
+        real = [b < len(by_user[u]) for u in users for b in range(beams)]
+        order = [parents[i] for i in layout]
+        slot = _slot_layer_class()
+        layers = [slot(*_gather(order, layer, t), filled=t) for layer in range(len(prompt.layers))]
+        cache = Cache(layers=layers)
+        shared = _select_prompts(prompt, users, beams)
+        ids = torch.tensor([[keys[i][-1]] for i in layout], device=self.device)
+        positions = torch.tensor([[len(keys[i]) - 1] for i in layout], device=self.device)
+        with torch.no_grad():
+            out = self.model(
+                input_ids=ids,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                rlkit_shared_prompt=shared,
+            )
+        block = _suffix_block(out.past_key_values)
+        keep = [j for j, ok in enumerate(real) if ok]
+        cached = [
+            None if block is None else CachedRow(prompt, parents[layout[j]].user, block, j, t + 1)
+            for j in keep
+        ]
+        return [layout[j] for j in keep], out.logits[keep, -1], cached
 
 
-def _gather(parents: list[CachedRow], layer: int, width: int) -> tuple[Any, Any]:
-    """One layer's position-major (keys, values) buffers of `width + 1` positions: the
-    parents' rows right-aligned in the first `width` (positions left of a row's own are masked;
-    they are zeroed so that no uninitialised NaN meets a zero attention weight). With one
-    source block the rows are selected straight into the buffer (one copy)."""
+def _select_prompts(prompt: PromptBlock, users: list[int], beams: int):
+    """The SharedPrompt of `users` (rows of `prompt`), with their padding masks."""
     import torch
 
-    runs: list[tuple[KVBlock, list[int]]] = []
-    for p in parents:  # consecutive rows of one block are gathered with one index
-        if runs and runs[-1][0] is p.block:
+    from rlkit.engines.shared_prompt_attention import SharedPrompt
+
+    layers = prompt.layers
+    if users != list(range(len(prompt.pad))):  # a subset: one small copy per layer
+        idx = torch.tensor(users, device=layers[0][0].device)
+        layers = [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in layers]
+    pad = torch.tensor([prompt.pad[u] for u in users], device=layers[0][0].device)
+    keep = torch.arange(prompt.width, device=pad.device)[None, :] >= pad[:, None]
+    return SharedPrompt(layers, keep, len(users), beams)
+
+
+def _gather(order: list[CachedRow], layer: int, t: int) -> tuple[Any, Any]:
+    """One layer's position-major suffix buffers (t + 1, rows, kv_heads, dim): the parents'
+    t suffix positions, and room for the new token."""
+    import torch
+
+    like = order[0].prompt.layers[layer][0]
+    shape = (t + 1, len(order), like.shape[1], like.shape[3])
+    bufs = (like.new_empty(shape), like.new_empty(shape))
+    if t == 0:
+        return bufs
+    runs: list[tuple[KVBlock, list[int], int]] = []  # (block, rows, first buffer row)
+    for j, p in enumerate(order):  # consecutive rows of one block: one index_select
+        if runs and runs[-1][0] is p.suffix:
             runs[-1][1].append(p.row)
         else:
-            runs.append((p.block, [p.row]))
-    like = parents[0].block[layer][0]
-    shape = (width + 1, len(parents), like.shape[2], like.shape[3])
-    bufs = (like.new_empty(shape), like.new_empty(shape))
-    start = 0
-    for block, rows in runs:
+            runs.append((p.suffix, [p.row], j))
+    for block, rows, start in runs:
         idx = torch.tensor(rows, device=like.device)
-        end = start + len(rows)
-        for buf, t in zip(bufs, block[layer]):
-            take = min(width, t.shape[0])
-            src = t[t.shape[0] - take :]
+        for buf, src in zip(bufs, block[layer]):
             if len(runs) == 1:  # a leading slice of a position-major buffer is contiguous
-                torch.index_select(src, 1, idx, out=buf[width - take : width])
+                torch.index_select(src, 1, idx, out=buf[:t])
             else:
-                buf[width - take : width, start:end] = src.index_select(1, idx)
-            buf[: width - take, start:end] = 0
-        start = end
+                buf[:t, start : start + len(rows)] = src.index_select(1, idx)
     return bufs
 
 
@@ -181,7 +222,7 @@ def _gather(parents: list[CachedRow], layer: int, width: int) -> tuple[Any, Any]
 def _slot_layer_class() -> type:
     """A DynamicLayer over preallocated position-major buffers (positions, rows, heads, dim):
     `update` writes the new positions in place, and attention reads (rows, heads, positions,
-    dim) views of them (torch's SDPA takes the strides; no copy)."""
+    dim) views of them (no copy)."""
     from transformers.cache_utils import DynamicLayer
 
     class SlotLayer(DynamicLayer):
@@ -204,21 +245,23 @@ def _slot_layer_class() -> type:
     return SlotLayer
 
 
-def _block_of(cache: Any) -> KVBlock | None:
-    """Per-layer position-major (keys, values) of a plain DynamicCache or of slot layers; None
-    for any other cache kind."""
+def _layers_of(cache: Any) -> list[tuple[Any, Any]] | None:
+    """Per-layer (keys, values) of a plain DynamicCache; None for any other cache kind."""
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(cache, "layers", None)
-    slot = _slot_layer_class()
-    if not layers or any(type(layer) not in (DynamicLayer, slot) for layer in layers):
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
         return None
-    return [
-        (layer.pm_keys[: layer.filled], layer.pm_values[: layer.filled])
-        if type(layer) is slot
-        else (layer.keys.permute(2, 0, 1, 3), layer.values.permute(2, 0, 1, 3))
-        for layer in layers
-    ]
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def _suffix_block(cache: Any) -> KVBlock | None:
+    """The position-major suffix buffers of a forward over slot layers."""
+    slot = _slot_layer_class()
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not slot for layer in layers):
+        return None
+    return [(layer.pm_keys[: layer.filled], layer.pm_values[: layer.filled]) for layer in layers]
 
 
 def _token_chunks(keys: list[tuple[int, ...]], idx: list[int], budget: int) -> list[list[int]]:
@@ -242,49 +285,3 @@ def _read_logprobs(row: Any, cand: Sequence[int] | None, top_k: int) -> dict[int
     ids = [int(t) for t in cand]
     vals = row[torch.tensor(ids, dtype=torch.long)] if ids else row[:0]
     return dict(zip(ids, vals.tolist(), strict=True))
-
-
-GQA_SDPA = "rlkit_sdpa_gqa"  # the HF engine's attention implementation (see register_gqa_sdpa)
-
-
-@functools.cache
-def register_gqa_sdpa() -> str:
-    """Register `GQA_SDPA` with transformers: torch SDPA with `enable_gqa` whatever the mask
-    (transformers' own "sdpa" repeats grouped keys and values whenever a mask is passed), with
-    transformers' SDPA masks. Returns the name for `attn_implementation`."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(GQA_SDPA, _gqa_sdpa_forward)
-    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
-    return GQA_SDPA
-
-
-def _gqa_sdpa_forward(
-    module: Any,
-    query: Any,
-    key: Any,
-    value: Any,
-    attention_mask: Any,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    is_causal: bool | None = None,
-    **kwargs: Any,
-) -> tuple[Any, None]:
-    """transformers' SDPA attention contract: (B, q, heads, d) output, no weights."""
-    import torch
-
-    if attention_mask is not None:
-        attention_mask = attention_mask[:, :, :, : key.shape[-2]]
-    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        query,
-        key,
-        value,
-        attn_mask=attention_mask,
-        dropout_p=dropout,
-        scale=scaling,
-        is_causal=bool(query.shape[2] > 1 and attention_mask is None and causal),
-        enable_gqa=key.shape[1] != query.shape[1],
-    )
-    return out.transpose(1, 2).contiguous(), None

@@ -67,6 +67,11 @@ def test_extending_beams_costs_one_token_and_equals_whole_prefix_scoring(engine)
     assert scorer.prefilled == 3  # the prompts, once; every later row came from the cache
     assert scorer.extended == 6 * 3
     assert len(scorer._memo) == 6  # only the last call's prefixes are kept
+    # every beam keeps its prompt's cache by reference (one copy per prompt) and its own
+    # suffix of the 3 tokens after the prompt
+    rows = list(scorer._memo.values())
+    assert len({id(r.prompt) for r in rows}) == 1
+    assert {r.suffix_len for r in rows} == {3}
 
 
 def test_prefixes_without_a_cached_parent_are_prefilled_in_the_same_call(engine):
@@ -105,7 +110,7 @@ def test_gqa_sdpa_equals_transformers_sdpa_on_a_left_padded_batch(engine):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlkit.engines.prefix_kv_scorer import GQA_SDPA
+    from rlkit.engines.shared_prompt_attention import GQA_SDPA
 
     assert engine.model.config._attn_implementation == GQA_SDPA
     plain = AutoModelForCausalLM.from_pretrained(engine.model_path, attn_implementation="sdpa")
