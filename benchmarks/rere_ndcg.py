@@ -136,11 +136,12 @@ def compare(cfg: Any, run_dir: Path, data_dir: Path, train_s: float | None) -> d
 
 
 def seeds(args: argparse.Namespace) -> dict[str, Any]:
-    """One SFT warm start, then `--seeds` ReRe RL runs from it (seed = recipe seed + K, run dirs
-    runs/NAME/seed_K), each evaluated with the same `rec` eval as the SFT model. The SFT model
-    is evaluated once (beam search is deterministic), so each seed's difference RL − SFT is
-    paired and the 95% Student-t interval is over RL seeds: it measures what RL does from this
-    warm start, not the spread across warm starts. Writes runs/NAME/rere_seeds.json."""
+    """One SFT warm start, then `--seeds` ReRe RL runs from it (seed = recipe seed + K and
+    data.seed = recipe data.seed + K, run dirs runs/NAME/seed_K), each evaluated with the same
+    `rec` eval as the SFT model. The SFT model is evaluated once (beam search is
+    deterministic), so each seed's difference RL − SFT is paired and the 95% Student-t interval
+    is over RL seeds: it measures what RL does from this warm start, not the spread across warm
+    starts. Writes runs/NAME/rere_seeds.json."""
     import time
     from dataclasses import replace
 
@@ -163,7 +164,10 @@ def seeds(args: argparse.Namespace) -> dict[str, Any]:
     print(f"[rere] sft: HR@10 {out['sft']['HR@10']:.4f} NDCG@10 {out['sft']['NDCG@10']:.4f}")
     rl_cfg = replace(cfg, model=replace(cfg.model, kind="path", path=str(sft_dir)),
                      sft=replace(cfg.sft, steps=0))  # fmt: skip
-    for seed_cfg in seed_configs(rl_cfg, args.seeds):
+    for k, seed_cfg in enumerate(seed_configs(rl_cfg, args.seeds)):
+        # beams are deterministic, so the run seed alone changes nothing: seed K also draws
+        # the training prompts in another order (data.seed + K)
+        seed_cfg = replace(seed_cfg, data=replace(seed_cfg.data, seed=cfg.data.seed + k))
         if seed_cfg.name in out["runs"]:
             continue
         t0 = time.perf_counter()
