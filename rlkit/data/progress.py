@@ -17,14 +17,18 @@ def progress_bar(total: int, desc: str) -> Any:
 
 
 class _Line:
-    """`n/total` progress on one console line (tqdm's update/close subset)."""
+    """`n/total` progress on one console line (tqdm's update/set_postfix_str/close subset)."""
 
     def __init__(self, total: int, desc: str) -> None:
-        self.total, self.desc, self.n = total, desc, 0
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
 
     def update(self, k: int) -> None:
         self.n += k
-        print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
+        line = f"\r{self.desc}: {self.n}/{self.total} {self.postfix}".rstrip()
+        print(line, end="", file=sys.stderr, flush=True)
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
 
     def close(self) -> None:
         print(file=sys.stderr)

@@ -169,9 +169,8 @@ def sft_warm_start(
         opt.step()
         losses.append(loss.item())
         if bar is not None:
+            bar.set_postfix_str(f"loss {losses[-1]:.4f}", refresh=False)
             bar.update(1)
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(f"loss {losses[-1]:.4f}", refresh=False)
         if target_accuracy is not None and (step % eval_every == 0 or step == steps):
             model.eval()
             acc = greedy_accuracy(model, tok, evals)

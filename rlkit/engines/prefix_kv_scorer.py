@@ -104,7 +104,7 @@ class PrefixKVScorer:
         for rows in groups.values():
             self.extended += len(rows)
             yield self._extend(keys, rows)
-        self._memo = {}
+        self._memo = {}  # the previous step's suffixes are freed before any prefill
         fresh.sort(key=lambda i: len(keys[i]))
         for chunk in _token_chunks(keys, fresh, self.max_batch_tokens):
             self.prefilled += len(chunk)
@@ -168,12 +168,12 @@ class PrefixKVScorer:
                 logits_to_keep=1,
                 rlkit_shared_prompt=shared,
             )
-        block = _suffix_block(out.past_key_values)
-        keep = [j for j, ok in enumerate(real) if ok]
-        cached = [
-            None if block is None else CachedRow(prompt, parents[layout[j]].user, block, j, t + 1)
-            for j in keep
+        # the slot layers now hold the t + 1 suffix positions of every row
+        block = [
+            (layer.pm_keys[: layer.filled], layer.pm_values[: layer.filled]) for layer in layers
         ]
+        keep = [j for j, ok in enumerate(real) if ok]
+        cached = [CachedRow(prompt, parents[layout[j]].user, block, j, t + 1) for j in keep]
         return [layout[j] for j in keep], out.logits[keep, -1], cached
 
 
@@ -253,15 +253,6 @@ def _layers_of(cache: Any) -> list[tuple[Any, Any]] | None:
     if not layers or any(type(layer) is not DynamicLayer for layer in layers):
         return None
     return [(layer.keys, layer.values) for layer in layers]
-
-
-def _suffix_block(cache: Any) -> KVBlock | None:
-    """The position-major suffix buffers of a forward over slot layers."""
-    slot = _slot_layer_class()
-    layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not slot for layer in layers):
-        return None
-    return [(layer.pm_keys[: layer.filled], layer.pm_values[: layer.filled]) for layer in layers]
 
 
 def _token_chunks(keys: list[tuple[int, ...]], idx: list[int], budget: int) -> list[list[int]]:
