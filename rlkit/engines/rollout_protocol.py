@@ -2,12 +2,14 @@
 
 A rollout worker (rlkit.runtime.actors.rollout_worker) drives its engine through requests: it adds
 them, steps the engine in its loop, collects the finished ones and aborts stale ones (ROLL
-Flash's queue scheduling); request kinds that need the whole engine (a method's own kind, e.g.
-a search scoring prefixes step by step) call `next_token_logprobs` once it is idle; an engine
-may also offer `beam_scorer()`, the same scoring with state kept for one search (the HF engine
-keeps each beam's KV cache between steps; rlkit.methods.rere.beam_search.search_scorer falls back
-to `next_token_logprobs`).  Requests are token ids, so the caller owns tokenisation and chat
-templates.  Nothing here knows a method.
+Flash's queue scheduling).  A request samples a response, scores given tokens (prefill only), or
+asks the next-token logprobs of a prefix (a next-token job: one step of a search such as a
+constrained beam, so that searches share engine steps with everything else).  Outside a
+worker's loop, `next_token_logprobs` is the same scoring as one batch call, only while no
+request is live; an engine may also offer `beam_scorer()`, that scoring with state kept for one
+search (the HF engine keeps each beam's KV cache between steps;
+rlkit.methods.rere.beam_search.search_scorer falls back to `next_token_logprobs`).  Requests
+are token ids, so the caller owns tokenisation and chat templates.  Nothing here knows a method.
 
 `VLLMEngine` implements it directly; `HFEngine` through `BatchRequestAdapter`.  The GPU-only
 extras (`sleep` / `wake_up` for the hybrid engine, `init_nccl_sync` / `receive_nccl` for NCCL
@@ -36,6 +38,16 @@ class SamplingConfig:
     # A prefill-only scoring job: no sampling; the finished request's `logprobs` are those of
     # the prompt tokens from this index on (the worker's `score` request kind).
     prompt_logprobs_from: int | None = None
+    # A next-token job (one step of a search, e.g. a constrained beam): nothing is sampled; the
+    # finished request's `Completion.next_logprobs` holds the full-vocabulary logprob of the
+    # token after the prompt at each of `next_token_ids` (at the `next_token_top_k` most likely
+    # tokens when None).  Any number of ids: an engine splits them over requests as it must.
+    next_token_ids: list[int] | None = None
+    next_token_top_k: int = 0
+
+    @property
+    def is_next_token(self) -> bool:
+        return self.next_token_ids is not None or self.next_token_top_k > 0
 
 
 @dataclass
@@ -50,6 +62,8 @@ class Completion:
     # wrote (never trained; their `logprobs` entries are 0.0).  None: every token is the model's.
     loss_mask: list[int] | None = None
     turns: int = 1  # model turns in the response
+    # A next-token job's answer: {token id: full-vocabulary logprob} (SamplingConfig above).
+    next_logprobs: dict[int, float] | None = None
 
 
 @dataclass
@@ -79,7 +93,8 @@ class RolloutEngine(Protocol):
         ...
 
     def add(self, request_id: str, prompt_ids: Sequence[int], sampling: SamplingConfig) -> None:
-        """Start one request (one sample, or one prefill-only scoring job)."""
+        """Start one request (one sample, one prefill-only scoring job, or one next-token
+        job: a step of a search that other requests' steps share engine steps with)."""
         ...
 
     def step(self) -> list[FinishedRequest]:

@@ -119,6 +119,9 @@ class VLLMEngine:
         self._version = 0
         self._start_version: dict[str, int] = {}
         self._score_jobs: dict[str, tuple[list[int], int]] = {}  # id -> (tokens, from)
+        # next-token jobs: id -> (chunk ids still running, merged logprobs); chunk -> (id, params)
+        self._next_jobs: dict[str, tuple[set[str], dict[int, float]]] = {}
+        self._chunk_of: dict[str, tuple[str, object]] = {}
         self.rescored = 0  # scoring jobs run again without prefix-cache reads
 
     def sleep(self) -> None:
@@ -137,6 +140,9 @@ class VLLMEngine:
     # ---- request-level interface (per-sample scheduling) ----
     def add(self, request_id: str, prompt_ids: Sequence[int], sampling: SamplingConfig) -> None:
         """Start one request (n must be 1: every sample is its own request)."""
+        if sampling.is_next_token:
+            self._add_next_token(request_id, prompt_ids, sampling)
+            return
         self._engine.add_request(
             request_id, {"prompt_token_ids": list(prompt_ids)}, _sampling_params(sampling, n=1)
         )
@@ -144,11 +150,39 @@ class VLLMEngine:
         if sampling.prompt_logprobs_from is not None:
             self._score_jobs[request_id] = (list(prompt_ids), sampling.prompt_logprobs_from)
 
+    def _add_next_token(self, request_id: str, prompt: Sequence[int], cfg: SamplingConfig) -> None:
+        """A next-token job as one-token requests of at most `logprob_token_ids_cap()` ids each
+        (ids "<request_id>#<j>"; prefix caching shares the prompt's KV blocks among them)."""
+        cap = logprob_token_ids_cap(self._engine.model_config)
+        top_k = min(cfg.next_token_top_k, max_logprobs_of(self._engine.model_config))
+        _, prompts, params = logprob_requests([prompt], [cfg.next_token_ids], top_k, cap)
+        chunk_ids = [f"{request_id}#{j}" for j in range(len(params))]
+        for cid, p, par in zip(chunk_ids, prompts, params, strict=True):
+            self._engine.add_request(cid, {"prompt_token_ids": p}, par)
+            self._chunk_of[cid] = (request_id, par)
+        self._start_version[request_id] = self._version
+        self._next_jobs[request_id] = (set(chunk_ids), {})
+
+    def _next_token_output(self, out) -> FinishedRequest | None:
+        """Merge one finished chunk into its job; the job once its last chunk is in."""
+        rid, param = self._chunk_of.pop(out.request_id)
+        left, merged = self._next_jobs[rid]
+        left.discard(out.request_id)
+        merged.update(first_step_logprobs(out, param))
+        if left:
+            return None
+        del self._next_jobs[rid]
+        start = self._start_version.pop(rid, self._version)
+        return FinishedRequest(rid, Completion([], [], next_logprobs=merged), start)
+
     def step(self) -> list[FinishedRequest]:
         """One engine iteration; returns the requests that finished in it."""
         done = []
         for out in self._engine.step():
-            if out.finished:
+            if out.finished and out.request_id in self._chunk_of:
+                job = self._next_token_output(out)
+                done.extend([job] if job is not None else [])
+            elif out.finished:
                 rid = out.request_id
                 start = self._start_version.pop(rid, self._version)
                 if rid in self._score_jobs:
@@ -172,8 +206,12 @@ class VLLMEngine:
 
     def abort(self, request_ids: Sequence[str]) -> None:
         live = [r for r in request_ids if r in self._start_version]
-        if live:
-            self._engine.abort_request(live)
+        jobs = [r for r in live if r in self._next_jobs]
+        chunks = [c for r in jobs for c in self._next_jobs.pop(r)[0]]
+        if live:  # a next-token job's engine requests are its chunks
+            self._engine.abort_request([r for r in live if r not in jobs] + chunks)
+        for c in chunks:
+            self._chunk_of.pop(c, None)
         for r in live:
             self._start_version.pop(r, None)
             self._score_jobs.pop(r, None)
@@ -312,8 +350,14 @@ def merge_logprob_outputs(n: int, owners: list[int], params: list, outs: list) -
     """{token: logprob} per prefix from the requests' first-step logprobs (raw, full vocab)."""
     result: list[dict[int, float]] = [{} for _ in range(n)]
     for owner, param, out in zip(owners, params, outs, strict=True):
-        step = out.outputs[0].logprobs[0]
-        wanted = param.logprob_token_ids
-        keep = set(step) if wanted is None else set(wanted)
-        result[owner].update({t: lp.logprob for t, lp in step.items() if t in keep})
+        result[owner].update(first_step_logprobs(out, param))
     return result
+
+
+def first_step_logprobs(out, param) -> dict[int, float]:
+    """{token: logprob} of one one-token request at the ids it asked for (`logprob_token_ids`),
+    else at its top-k tokens (and the greedy token, which is among them)."""
+    step = out.outputs[0].logprobs[0]
+    wanted = param.logprob_token_ids
+    keep = set(step) if wanted is None else set(wanted)
+    return {t: lp.logprob for t, lp in step.items() if t in keep}

@@ -110,3 +110,66 @@ def test_refuses_to_step_under_live_requests(engine):
             engine.next_token_logprobs([[5, 6]], [[9, 1]])
     finally:
         engine.abort(["live-0"])
+
+
+def wide_titles(n_first: int = 138) -> list[str]:
+    """Titles whose first bytes take `n_first` distinct values (> 128 allowed ids at the step
+    after the opening quote, for the byte-level tokenizer): printable ASCII, then characters
+    with distinct UTF-8 lead bytes (2- and 3-byte)."""
+    firsts = [chr(c) for c in range(33, 127) if chr(c) not in '"\\']
+    firsts += [chr(0x80 + 0x40 * k) for k in range(30)]  # lead bytes 0xC2..0xDF
+    # lead bytes 0xE0..0xEF (0xED's valid range ends below the surrogates at 0xD800)
+    firsts += [chr(0x1000 * k + (0x100 if k == 13 else 0x900)) for k in range(16)]
+    rng = random.Random(1)
+    return [f + "".join(rng.choices("abcdefgh", k=2)) for f in firsts[:n_first]]
+
+
+def test_worker_beam_jobs_merged_and_beside_sampling_equal_transformers(engine, hf_model, tmp_path):
+    """Through a rollout worker's loop: a second beam job arrives in a later `run` call while the
+    first is mid-search, sampling requests run beside them, and a step allows > 128 ids; every
+    job's beams equal transformers `generate` (ids, scores to 1e-4)."""
+    import json
+    import time
+
+    from rlkit.engines.rollout_protocol import SamplingConfig
+    from rlkit.methods.rere.beam_search import transformers_reference
+    from rlkit.methods.rere.item_trie import ItemTrie
+    from rlkit.methods.rere.strategy import BeamRequest
+    from rlkit.runtime.actors.request_kinds import SampleRequest
+    from rlkit.runtime.actors.rollout_worker import RolloutWorker
+
+    model, tok = hf_model
+    titles = wide_titles()
+    catalogue = tmp_path / "wide.json"
+    catalogue.write_text(json.dumps(titles))
+    trie = ItemTrie.from_tokenizer(tok, titles)
+    assert max(len(trie.children(trie.child(trie.root, t))) for t in trie.children(trie.root)) > 128
+    prompts = [tok.encode(f"user {u} watched:", add_special_tokens=False) for u in range(2)]
+    jobs = [
+        BeamRequest(
+            f"b{u}:0", p, SamplingConfig(), num_beams=G, max_tokens=12, catalogue=str(catalogue)
+        )
+        for u, p in enumerate(prompts)
+    ]
+    samples = [
+        SampleRequest(f"s{i}:0", prompts[0], SamplingConfig(max_tokens=8, seed=i)) for i in range(3)
+    ]
+    worker = RolloutWorker.around(engine)
+    try:
+        done = worker.run([*samples, jobs[0]], [], 0.0)
+        done += worker.run([jobs[1]], [], 0.0)  # joins the first job's search
+        t0 = time.monotonic()
+        while len(done) < 5 and time.monotonic() - t0 < 120:
+            done += worker.run([], [], 1.0)
+    finally:
+        worker.abort_all()
+        worker.loop.close()
+    by_id = {f.request_id: f for f in done}
+    assert set(by_id) == {"b0:0", "b1:0", "s0:0", "s1:0", "s2:0"}
+    assert all(by_id[f"s{i}:0"].completion.token_ids for i in range(3))
+    assert by_id["b1:0"].started_s < by_id["b0:0"].ended_s  # the two searches overlapped
+    for job in jobs:
+        got = by_id[job.request_id].completion.beams
+        ref = transformers_reference(model, job.prompt_ids, trie, G, 12)
+        assert [b.token_ids for b in got] == [ids for ids, _ in ref]
+        assert [sum(b.logprobs) for b in got] == pytest.approx([s for _, s in ref], abs=1e-4)

@@ -47,7 +47,7 @@ def write_rows(tmp_path: Path, tiny_model: str, worker) -> tuple[str, str]:
         )
         for i, p in enumerate(ids)
     ]
-    beams = [f.completion.beams for f in ray.get(worker.run.remote(jobs, []))]
+    beams = [f.completion.beams for f in ray.get(worker.complete.remote(jobs))]
     data = tmp_path / "rows.jsonl"
     with data.open("w") as f:
         for p, b in zip(prompts, beams, strict=True):

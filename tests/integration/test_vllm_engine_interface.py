@@ -1,4 +1,4 @@
-"""The rollout worker's request kinds on a real vLLM worker: a method's exclusive kind (ReRe's
+"""The rollout worker's request kinds on a real vLLM worker: a method's stepped kind (ReRe's
 constrained beam search over an item trie: beams ranked by full-vocabulary logprobs of allowed
 tokens), prefill-only scoring, and a refused sampling request."""
 
@@ -32,7 +32,7 @@ def test_constrained_beam_search_and_scoring(tiny_model, vllm_worker, tmp_path):
     job = BeamRequest(
         "b:0", prompt, SamplingConfig(), num_beams=4, max_tokens=16, catalogue=str(catalogue)
     )
-    (done,) = ray.get(vllm_worker.run.remote([job], []))
+    (done,) = ray.get(vllm_worker.complete.remote([job]))
     beams = done.completion.beams
     titles = [trie.decode_item(b.token_ids) for b in beams]
     assert len(beams) == 4 and None not in titles and len(set(titles)) == 4

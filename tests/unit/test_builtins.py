@@ -19,7 +19,7 @@ def test_a_fresh_process_finds_method_pieces_by_name_alone():
         from rlkit.runtime.actors.request_kinds import REQUEST_KINDS
         from rlkit.runtime.controller.strategies import ROLLOUT_STRATEGIES
         assert not any(m.startswith("rlkit.methods.") for m in sys.modules)
-        assert REQUEST_KINDS["constrained_beam"].exclusive
+        assert REQUEST_KINDS["constrained_beam"].jobs is not None
         assert "constrained_beam" in ROLLOUT_STRATEGIES
         assert {"grpo_vps", "asyppo"} <= set(ADVANTAGES.names())
         assert "attention_credit" in TOKEN_HOOKS

@@ -25,11 +25,20 @@ class EngineLoopFailed(RuntimeError):
 class EngineLoop:
     """Steps `engine` (add/step/abort/num_unfinished interface) in a daemon thread."""
 
-    def __init__(self, engine: Any, threads: int | None = None, idle_poll_s: float = 1.0):
+    def __init__(
+        self,
+        engine: Any,
+        threads: int | None = None,
+        idle_poll_s: float = 1.0,
+        route: Callable[[Any, list], list] | None = None,
+    ):
         """`threads`: torch threads of the stepping thread (the worker's own count, from
         rlkit.runtime.placement.threads); `idle_poll_s`: how often an idle loop looks again without
-        being woken (methods wake it when they release the engine)."""
+        being woken (methods wake it when they release the engine); `route(engine, finished)`:
+        what becomes of each step's finished requests before they reach the outbox (the worker's
+        stepped kinds take their own, rlkit.runtime.actors.request_kinds)."""
         self.engine = engine
+        self.route = route
         self.cond = threading.Condition()
         self.outbox: list = []  # FinishedRequest, in finishing order
         self.busy_s = 0.0  # seconds spent stepping (and in jobs run under `hold`, see `timed`)
@@ -154,6 +163,8 @@ class EngineLoop:
                 t0 = time.perf_counter()
                 try:
                     finished = self.engine.step()
+                    if self.route is not None:
+                        finished = self.route(self.engine, finished)
                 except Exception as exc:  # reported by the next method call
                     self.error = exc
                     finished = []

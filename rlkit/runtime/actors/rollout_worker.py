@@ -12,10 +12,12 @@ request is added, and every request keeps the policy version it was added under.
 takes the engine from the loop (`EngineLoop.hold`), which pauses stepping for its duration.
 
 Every request has a kind (rlkit.runtime.actors.request_kinds): sampling and prefill-only scoring
-(`score`, the answer probes) are requests of the same loop; a kind that needs the engine to
-itself (a method's own) is served once the in-flight requests have
-finished.  Outputs of requests that finish meanwhile stay in the outbox for the next `run`,
-never lost.  The worker knows no kind by name but the two it builds itself.
+(`score`, the answer probes) are requests of the same loop; a stepped kind (a method's search,
+ReRe's constrained beams) keeps its jobs in one `SteppedJobs` per worker, which the loop hands
+its own finished engine requests after every step, so its rounds share engine steps with
+everything else; an exclusive kind is served once the in-flight requests have finished.
+Outputs of requests that finish meanwhile stay in the outbox for the next `run`, never lost.
+The worker knows no kind by name but the two it builds itself.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class RolloutWorker:
     def _start(self, engine, threads: int | None) -> None:
         self.threads = threads or 1
         self.engine = engine
-        self.loop = EngineLoop(engine, threads)
+        self._stepped: dict[str, Any] = {}  # kind name -> its SteppedJobs, made on first use
+        self.loop = EngineLoop(engine, threads, route=self._route)
         self._job_ids = 0
         self._busy_read = (0.0, time.perf_counter())  # (busy_s, time) at the last `busy`
 
@@ -85,7 +88,7 @@ class RolloutWorker:
         loop = self.loop
         with loop.hold() as engine:
             if abort_ids:
-                engine.abort(abort_ids)
+                self._abort(engine, abort_ids)
                 loop.forget(abort_ids)
                 loop.take(abort_ids)  # finished but not yet returned: dropped too
             self._serve(engine, new)
@@ -103,7 +106,11 @@ class RolloutWorker:
         kinds = sorted((REQUEST_KINDS[k] for k in by_kind), key=lambda k: k.exclusive)
         for kind in kinds:
             reqs = by_kind[kind.name]
-            if kind.exclusive:
+            if kind.jobs is not None:
+                jobs = self._stepped.setdefault(kind.name, kind.jobs())
+                self.loop.added(r.request_id for r in reqs)
+                self.loop.outbox += self.loop.stamp(jobs.add(engine, reqs))  # refused ones
+            elif kind.exclusive:
                 self.loop.wait(lambda: not engine.num_unfinished())
                 started = time.time()
                 with self.loop.timed():
@@ -111,6 +118,17 @@ class RolloutWorker:
             else:
                 self.loop.added(r.request_id for r in reqs)
                 self.loop.outbox += self.loop.stamp(kind.serve(engine, reqs))  # refused ones
+
+    def _route(self, engine: Any, finished: list[FinishedRequest]) -> list[FinishedRequest]:
+        """Under the loop's lock, after an engine step: each stepped kind takes its own."""
+        for jobs in self._stepped.values():
+            finished = jobs.route(engine, finished)
+        return finished
+
+    def _abort(self, engine: Any, ids: list[str]) -> None:
+        engine.abort(ids)
+        for jobs in self._stepped.values():
+            jobs.abort(engine, ids)
 
     def num_unfinished(self) -> int:
         """Requests still generating (finished ones waiting in the outbox not counted)."""
@@ -129,12 +147,14 @@ class RolloutWorker:
         """Drop every request in flight and every finished one not yet returned (end of a run,
         reset between runs); returns how many were in flight."""
         with self.loop.hold() as engine:
+            jobs = [i for j in self._stepped.values() for i in j.pending_ids()]
+            self._abort(engine, jobs)  # the stepped jobs and their own engine requests
             ids = engine.pending_ids()
             engine.abort(ids)
-            self.loop.forget(ids)
+            self.loop.forget([*ids, *jobs])
             self.loop.wait(lambda: not engine.num_unfinished())  # the engine retires them
             self.loop.take()
-        return len(ids)
+        return len(ids) + len(jobs)
 
     def load_weights(self, blob: bytes, version: int) -> int:
         """New weights between two engine steps; requests added from now on carry `version`."""
@@ -172,22 +192,23 @@ class RolloutWorker:
                 seed = None if sampling.seed is None else sampling.seed + j
                 cfg = SamplingConfig(**{**sampling.__dict__, "n": 1, "seed": seed})
                 reqs.append(SampleRequest(self._job_id(), list(p), cfg))
-        done = self._run_jobs(reqs)
+        done = self.complete(reqs)
         n = sampling.n
         return [[f.completion for f in done[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
     def score(self, sequences: list[list[int]], start: list[int]) -> list[list[float]]:
         """Prefill-only logprobs of sequences[i][start[i]:], as scoring requests of the loop."""
         reqs = [ScoreRequest(self._job_id(), list(s), s0) for s, s0 in zip(sequences, start)]
-        return [f.completion.logprobs for f in self._run_jobs(reqs)]
+        return [f.completion.logprobs for f in self.complete(reqs)]
 
     def _job_id(self) -> str:
         self._job_ids += 1
         return f"job:{self._job_ids}"
 
-    def _run_jobs(self, requests: list) -> list[FinishedRequest]:
-        """Serve `requests` and let the loop step until they finish; other requests' outputs
-        stay in the outbox for the next `run`.  Results in request order."""
+    def complete(self, requests: list) -> list[FinishedRequest]:
+        """Serve `requests` (any kind) and let the loop step until they all finish, for tools and
+        tests (the controller polls `run` instead); other requests' outputs stay in the outbox
+        for the next `run`.  Results in request order; raises if the engine refused one."""
         ids = [r.request_id for r in requests]
         with self.loop.hold() as engine:
             self._serve(engine, requests)

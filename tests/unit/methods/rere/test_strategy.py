@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from concurrent.futures import Future
 
 import numpy as np
@@ -34,7 +35,8 @@ TITLES = ["Alien", "Aliens", "Heat", "Ran", "Rain Man", "Up", "Babe", "Big", "Br
 
 
 class FakeEngine:
-    """Deterministic full-vocab log-softmax per prefix; one live sampling request at most."""
+    """Deterministic full-vocab log-softmax per prefix; sampling requests finish in one step,
+    next-token jobs are answered in the step after they were added (all of them together)."""
 
     model_path = "/no/such/model"  # no generation config: the tokenizer's EOS alone
 
@@ -43,6 +45,8 @@ class FakeEngine:
         self.vocab = len(tokenizer)
         self.calls: list[int] = []  # prefixes per next_token_logprobs call
         self.live: list[str] = []
+        self.next_jobs: dict[str, tuple] = {}
+        self.steps: list[list[str]] = []  # per step: the request ids it answered
 
     def logsoftmax(self, prefix) -> np.ndarray:
         rng = np.random.default_rng(abs(hash(tuple(prefix))) % (2**32))
@@ -50,8 +54,6 @@ class FakeEngine:
         return x - np.log(np.exp(x - x.max()).sum()) - x.max()
 
     def next_token_logprobs(self, prefixes, candidates, top_k=20):
-        assert not self.live, "beam search stepped the engine under live requests"
-        self.calls.append(len(prefixes))
         out = []
         for p, cand in zip(prefixes, candidates):
             lp = self.logsoftmax(p)
@@ -59,14 +61,32 @@ class FakeEngine:
         return out
 
     def add(self, rid, prompt, sampling):
-        self.live.append(rid)
+        if sampling.is_next_token:
+            self.next_jobs[rid] = (list(prompt), sampling.next_token_ids)
+        else:
+            self.live.append(rid)
 
     def num_unfinished(self):
-        return len(self.live)
+        return len(self.live) + len(self.next_jobs)
+
+    def pending_ids(self):
+        return [*self.live, *self.next_jobs]
+
+    def abort(self, ids):
+        self.live = [r for r in self.live if r not in ids]
+        for r in ids:
+            self.next_jobs.pop(r, None)
 
     def step(self):
         done = [FinishedRequest(r, Completion([5], [-0.5], "x"), self.version) for r in self.live]
-        self.live = []
+        jobs, self.live, self.next_jobs = self.next_jobs, [], {}
+        if jobs:
+            self.calls.append(len(jobs))
+            (prefixes, cands) = zip(*jobs.values())
+            lps = self.next_token_logprobs(list(prefixes), list(cands))
+            for rid, lp in zip(jobs, lps):
+                done.append(FinishedRequest(rid, Completion([], [], next_logprobs=lp), 0))
+        self.steps.append([f.request_id for f in done])
         return done
 
 
@@ -104,8 +124,8 @@ def test_one_request_per_group_g_samples_with_behaviour_logprobs(engine, catalog
     reqs = st.requests(group)
     assert len(reqs) == 1 and isinstance(reqs[0], BeamRequest) and reqs[0].num_beams == 4
     kind = REQUEST_KINDS[reqs[0].kind]  # the worker finds ReRe's kind through the registry
-    assert kind.exclusive and kind.serve is beam_jobs.serve_beam_jobs
-    (fin,) = worker.run(reqs, [], 0.1)
+    assert kind.jobs is beam_jobs.BeamJobs and not kind.exclusive
+    (fin,) = run_until(worker, reqs, 1)
     assert fin.request_id == "7:0" and fin.start_version == engine.version
     assert isinstance(fin.completion, BeamCompletion)
     out = st.on_finished(group, fin.request_id, fin.completion)
@@ -126,7 +146,31 @@ def test_one_request_per_group_g_samples_with_behaviour_logprobs(engine, catalog
     assert len(set(titles)) == 4 and set(titles) <= set(TITLES)  # distinct valid items
 
 
-def test_beam_jobs_batched_after_live_requests_finish(engine, catalogue, monkeypatch):
+def run_until(worker, new, want: int, timeout_s: float = 60.0) -> list:
+    """The worker's finished requests, polled as the controller does, until `want` are in."""
+    done, t0 = worker.run(new, [], 0.5), time.monotonic()
+    while len(done) < want and time.monotonic() - t0 < timeout_s:
+        done += worker.run([], [], 0.5)
+    return done
+
+
+def reference_beams(engine, catalogue, job) -> list:
+    trie = beam_jobs.cached_trie(catalogue, "", engine.tokenizer)
+    (ref,) = constrained_beam_search(
+        engine.next_token_logprobs,
+        [job.prompt_ids],
+        job.num_beams,
+        job.max_tokens,
+        eos_token_ids=[1],
+        allowed_sequences=trie,
+    )
+    return [r.token_ids for r in ref]
+
+
+def test_beam_jobs_merge_across_calls_and_share_engine_steps(engine, catalogue, monkeypatch):
+    """A job added while another is mid-search joins it: every engine step serves the current
+    round of every live job and the sampling requests beside them; each job's beams equal its
+    own search's."""
     built = []
     orig = ItemTrie.from_tokenizer.__func__
     monkeypatch.setattr(
@@ -135,18 +179,61 @@ def test_beam_jobs_batched_after_live_requests_finish(engine, catalogue, monkeyp
         classmethod(lambda cls, *a, **k: built.append(1) or orig(cls, *a, **k)),
     )
     monkeypatch.setattr(beam_jobs, "_TRIES", {})
-    st, worker = strategy(catalogue), make_worker(engine)
-    sample = SampleRequest("9:0", [1, 2], SamplingConfig())
-    jobs = [st.requests(group_of(g, 3, [20 + g, 30])) for g in (1, 2)]
-    done = worker.run([sample, *jobs[0], *jobs[1]], [], 0.0)
-    assert [f.request_id for f in done] == ["9:0", "1:0", "2:0"]  # sampling drained first
-    one = list(engine.calls)
-    engine.calls.clear()
-    worker.run(jobs[0], [], 0.0)
-    # both jobs advanced together: as many engine calls as the longer job alone needs, each
-    # covering the live beams of both prompts
-    assert len(one) == len(engine.calls) and sum(one) > sum(engine.calls)
+    st, jobs = strategy(catalogue), beam_jobs.BeamJobs()
+    a, b = (st.requests(group_of(g, 3, [20 + g, 30]))[0] for g in (1, 2))
+    assert jobs.add(engine, [a]) == []
+    engine.add("9:0", [1, 2], SamplingConfig())
+    first = jobs.route(engine, engine.step())
+    assert [f.request_id for f in first] == ["9:0"]  # the sample is not held by the search
+    assert jobs.add(engine, [b]) == []  # a later call's job
+    finished = {}
+    while jobs.pending_ids():
+        finished.update({f.request_id: f for f in jobs.route(engine, engine.step())})
+    assert set(finished) == {"1:0", "2:0"}
+    for job in (a, b):
+        beams = finished[job.request_id].completion.beams
+        assert [c.token_ids for c in beams] == reference_beams(engine, catalogue, job)
+    rounds = {
+        j: {
+            rid.split("@")[1].split(".")[0]
+            for step in engine.steps
+            for rid in step
+            if rid.startswith(j + "@")
+        }
+        for j in ("1:0", "2:0")
+    }
+    # one engine step per decoding step, shared: job b's rounds ran inside job a's steps
+    assert len(engine.steps) == max(len(rounds["1:0"]), 1 + len(rounds["2:0"]))
+    assert any(r.startswith("1:0@") for r in engine.steps[1])
+    assert any(r.startswith("2:0@") for r in engine.steps[1])
     assert built == [1]  # the trie is built once per worker per catalogue
+
+
+def test_worker_serves_beam_jobs_beside_sampling_and_across_calls(engine, catalogue):
+    st, worker = strategy(catalogue), make_worker(engine)
+    a, b = (st.requests(group_of(g, 3, [20 + g, 30]))[0] for g in (1, 2))
+    sample = SampleRequest("9:0", [1, 2], SamplingConfig())
+    done = worker.run([sample, a], [], 0.0)
+    done += run_until(worker, [b], 3 - len(done))
+    by_id = {f.request_id: f for f in done}
+    assert set(by_id) == {"9:0", "1:0", "2:0"}
+    for job in (a, b):
+        beams = by_id[job.request_id].completion.beams
+        assert [c.token_ids for c in beams] == reference_beams(engine, catalogue, job)
+        assert by_id[job.request_id].start_version == engine.version
+
+
+def test_aborted_and_failing_beam_jobs(engine, catalogue):
+    st, jobs = strategy(catalogue), beam_jobs.BeamJobs()
+    a = st.requests(group_of(1, 3, [21, 30]))[0]
+    jobs.add(engine, [a])
+    assert engine.next_jobs and jobs.pending_ids() == ["1:0"]
+    jobs.abort(engine, ["1:0"])
+    assert not engine.next_jobs and not jobs.pending_ids()  # its round left the engine too
+    bad = BeamRequest("5:0", [1], SamplingConfig(), num_beams=2, catalogue="/no/such.json")
+    (fin,) = jobs.add(engine, [bad])
+    assert fin.request_id == "5:0" and fin.completion.finish_reason == "error"
+    assert "/no/such.json" in fin.completion.text and not jobs.pending_ids()
 
 
 def test_num_beams_must_be_the_group_size(catalogue):
@@ -189,7 +276,7 @@ def test_fewer_items_than_beams_shrinks_the_group(engine, tmp_path):
     path.write_text('"Heat"\n{"title": "Up"}\n')
     st, worker = strategy(str(path)), make_worker(engine)
     group = group_of(0, 4, [3, 4])
-    (fin,) = worker.run(st.requests(group), [], 0.0)
+    (fin,) = run_until(worker, st.requests(group), 1)
     out = st.on_finished(group, fin.request_id, fin.completion)
     assert len(out.samples) == 2 and group.size == 2
 
@@ -244,7 +331,10 @@ def test_hf_engine_beams_equal_its_beam_search(tmp_path, catalogue):
     engine = make_rollout_engine("hf", str(build_tiny_model(tmp_path / "m", seed=1)))
     worker, st = make_worker(engine), strategy(catalogue)
     groups = [group_of(g, 3, engine.tokenizer(f"Seen {g}:")["input_ids"]) for g in (0, 1)]
-    done = worker.run([r for g in groups for r in st.requests(g)], [], 0.0)
+    done = run_until(worker, [r for g in groups for r in st.requests(g)], 2)
+    done.sort(key=lambda f: f.request_id)
+    # one scorer across the rounds: each prompt prefilled once, every later beam one token
+    assert engine._scorer.prefilled == 2 and engine._scorer.extended > 0
     trie = beam_jobs.cached_trie(catalogue, "", engine.tokenizer)
     refs = beam_search(engine, [g.prompt.token_ids for g in groups], 3, 16, allowed_sequences=trie)
     for fin, ref in zip(done, refs, strict=True):
@@ -268,7 +358,7 @@ def test_stochastic_beams_through_the_worker(engine, catalogue):
         group = group_of(gid, 4, [10, 11, 12])
         (req,) = st.requests(group)
         assert req.stochastic and req.seed == sample_seed(0, gid, 0)
-        (fin,) = worker.run([req], [], 0.0)
+        (fin,) = run_until(worker, [req], 1)
         probs = fin.completion.inclusion_probs
         out = st.on_finished(group, fin.request_id, fin.completion)
         assert [j for j, _ in out.samples] == [0, 1, 2, 3]
