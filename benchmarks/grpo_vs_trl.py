@@ -15,6 +15,12 @@ the first step of each is warm-up and is left out of the mean.  Prints one line 
 configuration and `speedup_vs_trl: X` (TRL s/step over rlkit sync s/step) on the last line.
 
     python benchmarks/grpo_vs_trl.py [--steps 3] [--prompts 8] [--samples 8] [--max-tokens 64]
+    python benchmarks/grpo_vs_trl.py --defaults [--steps 3]
+
+`--defaults` runs the recipe as a user writes it (`defaults_recipe`): the task, the group shape,
+the learning rate and the async mode, raw prompts (no chat template), every other key at
+rlkit's defaults (trainer world size, ZeRO stage, micro-batches, placement, Ray CPUs, context
+length); TRL gets the same raw prompts and its own defaults but for the shared settings.
 """
 
 from __future__ import annotations
@@ -80,13 +86,42 @@ def recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
     }
 
 
+def defaults_recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
+    """A recipe as a user writes it (`--defaults`): only what the task needs is set."""
+    return {
+        "name": f"bench_defaults_{mode}_a{alpha}",
+        "model": {"kind": "smollm2"},
+        "data": {
+            "kind": "arithmetic",
+            "num_prompts": 2000,
+            "max_operand": 50,
+            "ops": "+-",
+            "prompt_template": TEMPLATE,
+        },
+        "rollout": {
+            "prompts_per_step": a.prompts,
+            "samples_per_prompt": a.samples,
+            "max_tokens": a.max_tokens,
+        },
+        "trainer": {"lr": a.lr, "total_steps": a.steps},
+        "algo": {"advantage": "grpo"},
+        "async": {"mode": mode, "alpha": alpha},
+        "reward": {"fns": [{"fn": "rewards.math:accuracy"}]},
+        "logging": {"runs_dir": f"{tmp}/runs", "tensorboard": False, "console": False},
+    }
+
+
+def bench_recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
+    return (defaults_recipe if a.defaults else recipe)(a, tmp, mode, alpha)
+
+
 def one_rlkit(a: argparse.Namespace, mode: str, alpha: int) -> dict:
     from rlkit.config.loader import config_from_dict
     from rlkit.runtime.controller.metrics_logger import read_metrics
     from rlkit.runtime.run import train
 
     with tempfile.TemporaryDirectory(prefix="rlkit_trl_bench_") as tmp:
-        rows = read_metrics(train(config_from_dict(recipe(a, tmp, mode, alpha)), log=print))
+        rows = read_metrics(train(config_from_dict(bench_recipe(a, tmp, mode, alpha)), log=print))
     keep = rows[1:] or rows
     mean = lambda k: sum(r.get(k, 0.0) for r in keep) / len(keep)  # noqa: E731
     keys = (
@@ -108,7 +143,7 @@ def prompts_and_answers(a: argparse.Namespace, n: int) -> list[tuple[str, str]]:
     from rlkit.data.smollm2 import smollm2_folder
     from rlkit.runtime.prepare import prompt_stream
 
-    cfg = config_from_dict(recipe(a, tempfile.gettempdir(), "sync", 0))
+    cfg = config_from_dict(bench_recipe(a, tempfile.gettempdir(), "sync", 0))
     stream = prompt_stream(cfg, str(smollm2_folder()))
     return [(p.text, str(p.fields["answer"])) for p, _ in zip(stream, range(n))]
 
@@ -124,12 +159,17 @@ def one_trl(a: argparse.Namespace) -> dict:
 
     torch.set_num_threads(a.cores)
     rows = prompts_and_answers(a, a.prompts * a.steps)
+    chat = not a.defaults  # raw prompts (plain-text completions) as the defaults recipe
     data = Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": t}], "answer": ans} for t, ans in rows]
+        [
+            {"prompt": [{"role": "user", "content": t}] if chat else t, "answer": ans}
+            for t, ans in rows
+        ]
     )
 
     def reward(prompts, completions, answer, **_):
-        return [accuracy("", c[0]["content"], g) for c, g in zip(completions, answer)]
+        texts = [c[0]["content"] if chat else c for c in completions]
+        return [accuracy("", t, g) for t, g in zip(texts, answer)]
 
     times: list[float] = []
 
@@ -177,8 +217,11 @@ def one_trl(a: argparse.Namespace) -> dict:
 def spawn(a: argparse.Namespace, which: str) -> dict | None:
     """Run one configuration in a fresh process; its result, or None if it failed."""
     argv = [sys.executable, __file__, "--one", which] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items() if k != "one" and v is not None
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(a).items()
+        if k not in ("one", "defaults") and v is not None
     ]
+    argv += ["--defaults"] if a.defaults else []
     load0 = os.getloadavg()[0]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     print(f"[{which}] load average (1 min) {load0:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
@@ -217,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-6)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--placement", default="auto", help="auto | colocated | disaggregated")
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="run the recipe as a user writes it: rlkit's defaults but for the task (see above)",
+    )
     return p
 
 

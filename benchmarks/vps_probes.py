@@ -5,7 +5,9 @@ Batch: 1 prompt x 4 responses of 256 tokens each, cut into K = 8 segments (9 pro
 HF model runs in float32 with sdpa attention; the engine is the vLLM rollout worker class in this
 process (prefill-only prompt-logprob requests of its request loop, as `Services.probe` sends
 them), KV blocks of 32 tokens, without (`engine`) and with (`engine_cached`, rlkit's default)
-prefix-cache reads (docs/vps.md §5).
+prefix-cache reads (docs/vps.md §5), its OpenMP threads on every core as a synchronous run places
+it.  Before every timed probe pass the prefix cache holds prompt + response of each response, as
+their generation leaves it in a run (untimed: generation is the same in both steps).
 A "step" is credit + one policy-gradient update (forward, backward, AdamW) of the HF model over
 the batch; the VPS step adds the probes (engine) and the grpo_vps estimator. All times are the
 median of REPS runs after a warm-up, measured in this run. Offline: the SmolLM2 folder comes from
@@ -30,14 +32,17 @@ BLOCK = 32  # rollout.kv_block_size: vLLM's CPU default (128) shares fewer prefi
 SUFFIX = "\nThe final answer is \\boxed{"
 
 
-def median_time(fn, reps: int = REPS) -> float:
-    fn()  # warm-up
+def median_time(fn, reps: int = REPS, setup=None) -> float:
+    """Median wall time of `fn()` over `reps` runs after a warm-up; `setup()` runs untimed
+    before each."""
     times = []
-    for _ in range(reps):
+    for _ in range(reps + 1):
+        if setup is not None:
+            setup()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times[1:])
 
 
 def make_batch(tok, seed: int = 0) -> dict:
@@ -70,22 +75,25 @@ def hf_beliefs(model, batch, ends, suffix, method):
     ]
 
 
-def engine_beliefs(worker, batch, ends, suffix, cached: bool):
-    from rlkit.methods.vps import belief_from_logprobs, build_probes
+def engine_beliefs(worker, batch, ends, suffix):
+    """The `vps_probes` stage's engine path (identical probes sent once: the prompt-only probe
+    is shared by the group) through the worker's scoring requests."""
+    from rlkit.methods.vps.stage import engine_beliefs as stage_engine_beliefs
 
-    probes = [
-        build_probes(batch["prompt"], r, [0, *e], suffix, batch["answer"])
+    plans = [
+        {"prompt": batch["prompt"], "response": r, "ends": e, "answer": batch["answer"]}
         for r, e in zip(batch["responses"], ends)
     ]
-    n_ans = len(batch["answer"])
-    if cached:  # the full-response probes first: the others' prefixes are then cached blocks
-        worker.engine.llm.reset_prefix_cache()
-        longest = [p[-1] for p in probes]
-        worker.score(longest, [len(x) - n_ans for x in longest])
-    flat = [x for p in probes for x in p]
-    lps = worker.score(flat, [len(x) - n_ans for x in flat])
-    vals = [belief_from_logprobs(lp) for lp in lps]
-    return [vals[i * (K + 1) : (i + 1) * (K + 1)] for i in range(len(probes))]
+    return stage_engine_beliefs(plans, suffix, worker.score)[0]
+
+
+def cache_responses(worker, batch) -> None:
+    """An empty prefix cache, then the KV blocks of prompt + response of every response, as the
+    generation of the batch leaves them in a run (a probe's prefix is then cached but for the
+    last partial block)."""
+    worker.engine.llm.reset_prefix_cache()
+    seqs = [batch["prompt"] + r for r in batch["responses"]]
+    worker.score(seqs, [len(s) - 1 for s in seqs])
 
 
 def allow_cache_reads(flag: bool) -> None:
@@ -122,6 +130,7 @@ def main() -> None:
 
     from rlkit.data.smollm2 import smollm2_folder
     from rlkit.runtime.actors.rollout_worker import RolloutWorker
+    from rlkit.runtime.placement.threads import vllm_cpu_binding
 
     torch.manual_seed(0)
     path = str(smollm2_folder())
@@ -135,17 +144,24 @@ def main() -> None:
     print(f"responses: {N_RESP} x {RESP_LEN} tokens, prompt {len(batch['prompt'])}, K = {K}")
     print(f"segments per response: {[len(e) for e in ends]}")
     kw = {"max_model_len": 1024, "kv_cache_gib": 1, "seed": 0, "block_size": BLOCK}
-    worker = RolloutWorker("vllm", path, kw, 2)
+    # as a synchronous run places it (colocated): the engine's OpenMP threads on every core,
+    # where vLLM's own auto-binding would keep one core back (docs/placement.md)
+    cores = len(os.sched_getaffinity(0))
+    worker = RolloutWorker("vllm", path, kw, cores, vllm_cpu_binding(cores))
     ref = hf_beliefs(model, batch, ends, suffix, "naive")
     t = {}
     for m in ("naive", "packed"):
         t[m] = median_time(lambda m=m: hf_beliefs(model, batch, ends, suffix, m))
     for name, cached in (("engine", False), ("engine_cached", True)):
         allow_cache_reads(cached)
-        got = engine_beliefs(worker, batch, ends, suffix, cached)
+        cache_responses(worker, batch)
+        got = engine_beliefs(worker, batch, ends, suffix)
         err = max(abs(a - b) for x, y in zip(got, ref) for a, b in zip(x, y))
         print(f"{name}: max |p - p_naive| = {err:.2e}")
-        t[name] = median_time(lambda c=cached: engine_beliefs(worker, batch, ends, suffix, c))
+        t[name] = median_time(
+            lambda: engine_beliefs(worker, batch, ends, suffix),
+            setup=lambda: cache_responses(worker, batch),
+        )
     allow_cache_reads(True)
     print(f"rescored (a cached block covered a scored position): {worker.engine.rescored}")
     for m in ("naive", "packed", "engine", "engine_cached"):
@@ -172,7 +188,7 @@ def step_ratio(model, worker, batch, ends, suffix) -> None:
 
     def vps_step():
         # as in a run: the responses' own KV blocks are cached by their generation
-        beliefs = engine_beliefs(worker, batch, ends, suffix, True)
+        beliefs = engine_beliefs(worker, batch, ends, suffix)
         adv = compute_advantages(
             "grpo_vps",
             rewards=rewards,
@@ -183,7 +199,8 @@ def step_ratio(model, worker, batch, ends, suffix) -> None:
         )
         train_step(model, opt, batch, adv)
 
-    t_grpo, t_vps = median_time(grpo_step), median_time(vps_step)
+    t_grpo = median_time(grpo_step)
+    t_vps = median_time(vps_step, setup=lambda: cache_responses(worker, batch))
     print(f"time_grpo_step_s: {t_grpo:.3f}")
     print(f"time_vps_step_s: {t_vps:.3f}")
     print(f"vps_step_over_grpo_step: {t_vps / t_grpo:.2f}")
