@@ -247,7 +247,10 @@ class VLLMEngine:
         ]
 
     def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
-        self.llm.collective_rpc("rlkit_load_weights", args=(state_dict_bytes,))
+        from rlkit.engines.vllm_ext import weights_file
+
+        with weights_file(state_dict_bytes) as path:  # the path travels, not the bytes
+            self.llm.collective_rpc("rlkit_load_weights_file", args=(path,))
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self._version = version
 

@@ -25,6 +25,9 @@ class WeightPublisher:
                 w.receive_nccl.remote(self.trainer.nccl_specs, version)
             self.trainer.broadcast_weights_async()
             return
+        # the previous bytes leave the object store first: two copies of the model may not fit
+        # (Ray then writes the new one to disk, seconds a step on CPU)
+        self.last = None
         blob = self.trainer.export_weights_async()
         self.last = (blob, version)
         for w in self.workers:
