@@ -9,6 +9,9 @@ recipes/rere_ml100k_cpu.yaml (SFT + RL) and evaluates both models with the same 
     python -m benchmarks.rere_ndcg run                              # prepare + train + compare
     python -m benchmarks.rere_ndcg compare                          # compare an existing run
     python -m benchmarks.rere_ndcg seeds --seeds 3                  # one SFT, N RL seeds, CIs
+    python -m benchmarks.rere_ndcg seeds --seeds 3 -o name=rere_stochastic \
+        -o rollout.strategy_kw.stochastic=true --baseline runs/rere_seeds/rere_seeds.json
+                                                # ... and seed K paired with the baseline's K
     python -m benchmarks.rere_ndcg convert train.csv train.jsonl    # any rec CSV -> RL rows
 
 `prepare` fetches ML-100K once from the PyPI recbole==1.2.1 wheel (GroupLens terms forbid
@@ -155,9 +158,16 @@ def seeds(args: argparse.Namespace) -> dict[str, Any]:
         str(Path(cfg.data.path).parent), args.users, args.test_users, args.test_rows, args.data
     )
     group = Path(cfg.logging.runs_dir) / cfg.name
-    sft_dir, settings = warm_start(cfg, group), dict(cfg.eval.settings)
+    base = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    group.mkdir(parents=True, exist_ok=True)
     out_path = group / "rere_seeds.json"
     out = json.loads(out_path.read_text()) if out_path.is_file() else {"runs": {}}
+    if base is not None:  # the baseline's warm start (and its evaluation): paired seeds
+        sft_dir = Path(base["sft_model"])
+        out["sft"] = base["sft"]
+    else:
+        sft_dir = warm_start(cfg, group)
+    out["sft_model"], settings = str(sft_dir), dict(cfg.eval.settings)
     if "sft" not in out:
         out["sft"] = evaluate(str(sft_dir), data_dir, settings, cfg.eval.engine)
         out_path.write_text(json.dumps(out, indent=2))
@@ -182,8 +192,27 @@ def seeds(args: argparse.Namespace) -> dict[str, Any]:
         out[f"delta_{k}"] = {"mean": iv.mean, "ci95": [iv.lo, iv.hi]}
         print(f"{k}: rl - sft {iv.mean:+.4f} [{iv.lo:+.4f}, {iv.hi:+.4f}] over "
               f"{len(out['runs'])} RL seeds")  # fmt: skip
+    if base is not None:
+        out["vs_baseline"] = paired_against(out, base)
     out_path.write_text(json.dumps(out, indent=2))
     return out
+
+
+def paired_against(out: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """This group's seed K minus the baseline group's seed K (same warm start, same data.seed:
+    paired), with 95% Student-t intervals over the seeds both have."""
+    from rlkit.analysis.intervals import mean_interval
+
+    mine = {name.rsplit("/", 1)[-1]: r for name, r in out["runs"].items()}
+    theirs = {name.rsplit("/", 1)[-1]: r for name, r in base["runs"].items()}
+    common = sorted(set(mine) & set(theirs))
+    res: dict[str, Any] = {"seeds": common}
+    for k in ("HR@10", "NDCG@10"):
+        iv = mean_interval([mine[s][k] - theirs[s][k] for s in common])
+        res[k] = {"mean": iv.mean, "ci95": [iv.lo, iv.hi]}
+        print(f"{k}: this - baseline {iv.mean:+.4f} [{iv.lo:+.4f}, {iv.hi:+.4f}] over "
+              f"{len(common)} paired seeds")  # fmt: skip
+    return res
 
 
 def warm_start(cfg: Any, group: Path) -> Path:
@@ -205,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-rows", type=int, default=64)
     p.add_argument("--response-prefix", default="")
     p.add_argument("--seeds", type=int, default=3, help="seeds: RL runs from one warm start")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="seeds: another group's rere_seeds.json; prints seed K here minus seed K there",
+    )
     p.add_argument("-o", "--overrides", action="append", default=[], help="recipe key=value")
     return p
 
