@@ -46,6 +46,14 @@ for _k, _v in {
     os.environ.setdefault(_k, _v)
 
 TEMPLATE = "Compute {prompt} Put the final answer in \\boxed{}."
+# the prompts of every configuration: rlkit's arithmetic stream
+DATA = {
+    "kind": "arithmetic",
+    "num_prompts": 2000,
+    "max_operand": 50,
+    "ops": "+-",
+    "prompt_template": TEMPLATE,
+}
 
 
 def recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
@@ -54,13 +62,7 @@ def recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> dict:
         "name": f"bench_{mode}_a{alpha}",
         "seed": 0,
         "model": {"kind": "smollm2", "chat_template": True},
-        "data": {
-            "kind": "arithmetic",
-            "num_prompts": 2000,
-            "max_operand": 50,
-            "ops": "+-",
-            "prompt_template": TEMPLATE,
-        },
+        "data": dict(DATA),
         "rollout": {
             "engine": "vllm",
             "prompts_per_step": a.prompts,
@@ -91,13 +93,7 @@ def defaults_recipe(a: argparse.Namespace, tmp: str, mode: str, alpha: int) -> d
     return {
         "name": f"bench_defaults_{mode}_a{alpha}",
         "model": {"kind": "smollm2"},
-        "data": {
-            "kind": "arithmetic",
-            "num_prompts": 2000,
-            "max_operand": 50,
-            "ops": "+-",
-            "prompt_template": TEMPLATE,
-        },
+        "data": dict(DATA),
         "rollout": {
             "prompts_per_step": a.prompts,
             "samples_per_prompt": a.samples,
