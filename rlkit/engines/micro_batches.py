@@ -75,9 +75,13 @@ def tokens_of(mb: Sequence[int], lens: Sequence[int], packed: bool) -> int:
     return packed_tokens(mb, lens) if packed else padded_tokens(mb, lens)
 
 
-def by_count(n: int, size: int) -> Layout:
-    """Contiguous micro-batches of `size` rows (the last one may be smaller)."""
-    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+def by_count(lens: Sequence[int], size: int) -> Layout:
+    """Micro-batches of `size` rows (the last one may be smaller), the rows sorted longest
+    first: rows of similar length share a micro-batch, so each pads to little more than its
+    own rows (GRPO groups mix 5-token answers with truncated 64-token ones; contiguous groups
+    would pad every micro-batch to the longest row of the step)."""
+    order = sorted(range(len(lens)), key=lambda i: (-lens[i], i))
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def by_tokens(lens: Sequence[int], budget: int, packed: bool = False) -> Layout:
@@ -123,12 +127,13 @@ def step_layout(
 ) -> list:
     """`chunks[r][k]`: rank r's samples of mini-batch k.  Returns `layout[r][k]` (a Layout).
 
-    `budget` 0: micro-batches of `micro` samples (equal counts: the chunks are equal in size);
+    `budget` 0: micro-batches of `micro` samples of similar length (`by_count`; equal counts:
+    the chunks are equal in size);
     otherwise token-budget micro-batches (real tokens when `packed`), the count of mini-batch
     k being the largest over the ranks."""
-    if budget <= 0:
-        return [[by_count(len(c), micro) for c in rank] for rank in chunks]
     lens = [[row_lengths(c) for c in rank] for rank in chunks]
+    if budget <= 0:
+        return [[by_count(ls, micro) for ls in rank] for rank in lens]
     greedy = [[by_tokens(ls, budget, packed) for ls in rank] for rank in lens]
     minis = len(chunks[0]) if chunks else 0
     counts = [max(len(rank[k]) for rank in greedy) for k in range(minis)]

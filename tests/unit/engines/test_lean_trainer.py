@@ -49,7 +49,18 @@ def test_token_budget_layout_respects_the_budget_and_covers_every_row():
         assert len(mb) == 1 or padded_tokens(mb, lens) <= 60
     assert [6] in layout  # longer than the budget: alone
     assert len(layout) < len(lens)  # short rows share micro-batches
-    assert by_count(5, 2) == [[0, 1], [2, 3], [4]]
+    assert by_count([3, 3, 3, 3, 3], 2) == [[0, 1], [2, 3], [4]]
+
+
+def test_count_layout_groups_rows_of_similar_length():
+    """GRPO groups mix short answers with truncated ones: sorted, the short rows share a
+    micro-batch instead of each micro-batch padding to a truncated row."""
+    lens = [64, 5, 64, 7, 6, 64, 8, 64]
+    layout = by_count(lens, 4)
+    assert layout == [[0, 2, 5, 7], [6, 3, 4, 1]]
+    contiguous = [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert sum(padded_tokens(mb, lens) for mb in layout) == 4 * 64 + 4 * 8
+    assert sum(padded_tokens(mb, lens) for mb in contiguous) == 8 * 64
 
 
 def _s(n_prompt: int, n_resp: int) -> TrainSample:
@@ -66,6 +77,7 @@ def test_step_layout_gives_every_rank_the_same_count_per_mini_batch():
         for r in range(2):
             assert sorted(i for mb in layout[r][k] for i in mb) == [0, 1, 2, 3]
     assert step_layout([rank0, rank1], micro=3, budget=0)[1][0] == [[0, 1, 2], [3]]
+    assert step_layout([rank0, rank1], micro=3, budget=0)[1][1] == [[0, 3, 2], [1]]
 
 
 def test_one_rank_fp32_group_runs_zero_1_and_2_as_stage_0():
