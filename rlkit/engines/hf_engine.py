@@ -112,11 +112,12 @@ class HFEngine:
     def wake_up(self) -> None:
         self.model.to(getattr(self, "_device", "cpu"))
 
-    def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
-        """Replace all weights from safetensors bytes (a full state dict) and set `version`."""
-        from safetensors.torch import load
+    def load_weights(self, weights: bytes | str, version: int) -> None:
+        """Replace all weights (a full state dict: safetensors bytes or a file's path) and set
+        `version`."""
+        from rlkit.engines.model_io import load_weights_state
 
-        state = load(state_dict_bytes)
+        state = load_weights_state(weights)
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         tied = {"lm_head.weight"} if self.model.config.tie_word_embeddings else set()
         missing = [k for k in missing if k not in tied]

@@ -45,9 +45,9 @@ class BatchRequestAdapter:
     def pending_ids(self) -> list[str]:
         return list(self._queue)
 
-    def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
+    def load_weights(self, weights: bytes | str, version: int) -> None:
         self._scorer = None  # its KV cache was computed by the old weights
-        self._inner.load_weights(state_dict_bytes, version)
+        self._inner.load_weights(weights, version)
 
     def step(self) -> list[FinishedRequest]:
         done = self._next_tokens()

@@ -119,8 +119,9 @@ class RolloutEngine(Protocol):
         runs to completion, so only while no request is live."""
         ...
 
-    def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
-        """Replace the weights (safetensors bytes of a full state dict); later requests carry
+    def load_weights(self, weights: bytes | str, version: int) -> None:
+        """Replace the weights (a full state dict: safetensors bytes, or the path of a
+        safetensors file on this host, rlkit.engines.model_io.Weights); later requests carry
         `version`."""
         ...
 

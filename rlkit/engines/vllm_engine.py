@@ -246,11 +246,16 @@ class VLLMEngine:
             for seq, s0, out in zip(sequences, start, outs)
         ]
 
-    def load_weights(self, state_dict_bytes: bytes, version: int) -> None:
+    def load_weights(self, weights: bytes | str, version: int) -> None:
+        """From a safetensors file's path, or from bytes written to a file first: the path
+        travels to vLLM's workers, not the bytes (rlkit.engines.vllm_ext)."""
         from rlkit.engines.vllm_ext import weights_file
 
-        with weights_file(state_dict_bytes) as path:  # the path travels, not the bytes
-            self.llm.collective_rpc("rlkit_load_weights_file", args=(path,))
+        if isinstance(weights, str):
+            self.llm.collective_rpc("rlkit_load_weights_file", args=(weights,))
+        else:
+            with weights_file(weights) as path:
+                self.llm.collective_rpc("rlkit_load_weights_file", args=(path,))
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self._version = version
 

@@ -13,9 +13,6 @@ from NcclReceiverExtension.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,10 +34,9 @@ class WeightLoaderExtension(NcclReceiverExtension):
 def weights_file(blob: bytes) -> Iterator[str]:
     """`blob` (safetensors bytes) as a file the engine's workers can read, removed afterwards:
     in /dev/shm when it has room (memory, no disk), else in the temporary directory."""
-    folder = "/dev/shm"
-    if not os.path.isdir(folder) or shutil.disk_usage(folder).free < 2 * len(blob):
-        folder = tempfile.gettempdir()
-    path = os.path.join(folder, f"rlkit-weights-{os.getpid()}-{uuid.uuid4().hex}.safetensors")
+    from rlkit.engines.model_io import shared_memory_path
+
+    path = shared_memory_path(len(blob))
     try:
         with open(path, "wb") as f:
             f.write(blob)

@@ -5,6 +5,8 @@ next update as the group that saved it (optimizer moments included)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -46,12 +48,18 @@ def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, z
     group = _group(tiny_model, zero_stage, lora)
     try:
         ray.get(group.train_step_async(samples))
-        ray.get(vllm_worker.load_weights.remote(group.export_weights_async(), 1))
+        # ZeRO-3 through a shared-memory file (the one-host route), the others as bytes
+        weights = group.export_weights_async(to_file=zero_stage == 3)
+        ray.get(vllm_worker.load_weights.remote(weights, 1))
         ckpt = start_checkpoint(tmp_path / "checkpoints", 1, group).wait()
         ray.get(group.train_step_async(samples))
         second = ray.get(group.export_weights_async())
     finally:
         group.shutdown()
+    if zero_stage == 3:
+        path = ray.get(weights)
+        assert isinstance(path, str) and path.endswith(".safetensors")
+        assert not os.path.exists(path), "the rank removes its weights file when it stops"
     assert_resumes_to(second, ckpt, samples, tiny_model, zero_stage, lora)
     assert ray.get(vllm_worker.version.remote()) == 1
     after = ray.get(vllm_worker.generate.remote([prompt], greedy))[0][0].token_ids

@@ -156,10 +156,11 @@ class RolloutWorker:
             self.loop.take()
         return len(ids) + len(jobs)
 
-    def load_weights(self, blob: bytes, version: int) -> int:
-        """New weights between two engine steps; requests added from now on carry `version`."""
+    def load_weights(self, weights: bytes | str, version: int) -> int:
+        """New weights (safetensors bytes or a file's path on this host) between two engine
+        steps; requests added from now on carry `version`."""
         with self.loop.hold() as engine:
-            engine.load_weights(blob, version)
+            engine.load_weights(weights, version)
         return version
 
     def sleep(self) -> None:

@@ -59,6 +59,7 @@ class TrainerRank(RankActor):
             )
         self.trainer = DeepSpeedPolicyTrainer(rank, world, addr, port, model_path, cfg)
         self._trainer_args = (rank, world, addr, port, cfg)  # a weight-only resume rebuilds it
+        self._weights_file: str | None = None  # the last `export_weights(to_file=True)`
 
     def train_step(
         self, samples: list[TrainSample], norms: list[dict], layout: list | None = None
@@ -81,11 +82,27 @@ class TrainerRank(RankActor):
         """log π_ref of this rank's share (on the rank's threads or GPU, in micro-batches)."""
         return self.reference.logprobs(samples)
 
-    def export_weights(self) -> bytes | None:
-        from rlkit.engines.model_io import state_dict_to_bytes
+    def export_weights(self, to_file: bool = False) -> bytes | str | None:
+        """Rank 0's full state dict as safetensors bytes, or with `to_file` as a safetensors
+        file in shared memory (its path; the file of the previous export is removed: the
+        publisher has seen every load of it finish).  Other ranks: None."""
+        from rlkit.engines.model_io import state_dict_to_bytes, write_weights_file
 
         state = self.trainer.export_state()
-        return None if state is None else state_dict_to_bytes(state)
+        if state is None:
+            return None
+        if not to_file:
+            return state_dict_to_bytes(state)
+        self._drop_weights_file()
+        self._weights_file = write_weights_file(state)
+        return self._weights_file
+
+    def _drop_weights_file(self) -> None:
+        import os
+
+        path, self._weights_file = self._weights_file, None
+        if path and os.path.exists(path):
+            os.unlink(path)
 
     def start_save(self, folder: str, optimizer: bool = True) -> None:
         """Into the (temporary) checkpoint `folder`: the HF model files (rank 0) and, with
@@ -172,6 +189,7 @@ class TrainerRank(RankActor):
         self.trainer.reload_states()
 
     def shutdown(self) -> None:
+        self._drop_weights_file()
         self.trainer.shutdown()
 
 
@@ -262,9 +280,10 @@ class TrainerGroup:
     def broadcast_weights_async(self) -> list:
         return [r.broadcast_weights.remote() for r in self.ranks]
 
-    def export_weights_async(self):
-        """ObjectRef of rank 0's safetensors bytes (all ranks take part in a ZeRO-3 gather)."""
-        refs = [r.export_weights.remote() for r in self.ranks]
+    def export_weights_async(self, to_file: bool = False):
+        """ObjectRef of rank 0's safetensors bytes, or with `to_file` of the path of the file it
+        wrote (all ranks take part in a ZeRO-3 gather)."""
+        refs = [r.export_weights.remote(to_file) for r in self.ranks]
         return refs[0]
 
     def start_save(self, folder: str, optimizer: bool = True) -> None:

@@ -27,7 +27,7 @@ from rlkit.runtime.controller.reward_audit import RewardAudit
 from rlkit.runtime.controller.rollout_scheduler import RolloutScheduler
 from rlkit.runtime.controller.step_recorder import StepRecorder
 from rlkit.runtime.controller.trainer_dispatch import TrainerDispatch
-from rlkit.runtime.controller.weight_publisher import WeightPublisher
+from rlkit.runtime.controller.weight_publisher import WeightPublisher, single_host
 from rlkit.runtime.controller.worker_restarts import WorkerRestarts
 
 
@@ -86,7 +86,9 @@ class Spine:
         )
         services = Services(reference, critic, WorkerProbe(workers), model_path=model_path)
         self.dispatch = TrainerDispatch(build_pipeline(cfg, services), trainer, switch, dump=r.dump)
-        self.publisher = WeightPublisher(trainer, workers, cfg.trainer.weight_sync)
+        self.publisher = WeightPublisher(
+            trainer, workers, cfg.trainer.weight_sync, via_file=single_host()
+        )
         self.restarts = WorkerRestarts(
             workers, self.publisher, lambda: start_worker(cfg, model_path), r.max_worker_restarts
         )

@@ -62,9 +62,7 @@ class WorkerRestarts:
         t0 = time.perf_counter()
         self._forget(self.workers[index])
         worker = self.start_worker()
-        blob, version = self.publisher.last or (None, 0)
-        if blob is not None:  # version 0: the new engine loads the run's initial model itself
-            worker.load_weights.remote(blob, version)
+        version = self.publisher.send_last(worker)
         self.workers[index] = worker
         self.started.append(worker)
         self.count += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from rlkit.runtime.controller.weight_publisher import WeightPublisher
 from rlkit.runtime.controller.worker_restarts import (
     RolloutWorkerLost,
     WorkerRestarts,
@@ -26,13 +27,9 @@ class FakeActor:
         self.load_weights = Call(self.calls, "load_weights")
 
 
-class FakePublisher:
-    mode = "object_store"
-    last = None
-
-
 def make(max_restarts=2):
-    workers, pub, made = [FakeActor("w0"), FakeActor("w1")], FakePublisher(), []
+    pub = WeightPublisher(None, [], "object_store")  # nothing published yet
+    workers, made = [FakeActor("w0"), FakeActor("w1")], []
 
     def start():
         made.append(FakeActor(f"new{len(made)}"))
