@@ -124,5 +124,14 @@ def split_even(items: list, parts: int) -> list[list]:
     return [items[i * k : (i + 1) * k] for i in range(parts)]
 
 
+def deal_by_length(items: list, parts: int, lengths: list[int]) -> list[list]:
+    """`items` dealt round-robin into `parts` equal lists, longest first (`lengths[i]`):
+    every part gets rows of every length, so ranks that synchronise in every backward pass
+    (ZeRO reduces gradients there) wait little for each other.  As verl balances sequence
+    lengths across data-parallel ranks (`_balance_batch`).  Caller guarantees divisibility."""
+    order = sorted(range(len(items)), key=lambda i: (-lengths[i], i))
+    return [[items[i] for i in order[r::parts]] for r in range(parts)]
+
+
 def chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]

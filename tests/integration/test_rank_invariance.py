@@ -93,6 +93,10 @@ def test_token_budget_two_mini_batches_equal_sample_count(ray_cluster, tiny_mode
     counts per mini-batch, equalised over two ranks) give the same losses and grad norm."""
     samples = _samples()
     ref = _step(tiny_model, samples, world=2, micro=2, agg="token-mean", minis=2)
+    # mini-batch k is the batch's k-th chunk whatever the world size: one rank, same updates
+    one = _step(tiny_model, samples, world=1, micro=4, agg="token-mean", minis=2)
+    assert one["loss"] == pytest.approx(ref["loss"], abs=1e-6)
+    assert one["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4)
     got = _step(tiny_model, samples, world=2, micro=2, agg="token-mean", tokens=10, minis=2)
     assert got["loss"] == pytest.approx(ref["loss"], abs=1e-6)
     assert got["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from rlkit.algos.aggregation import global_normalizers
 from rlkit.engines.deepspeed_engine import micro_layout
-from rlkit.engines.micro_batches import step_layout
-from rlkit.engines.train_batch import TrainSample, chunks, split_even
+from rlkit.engines.micro_batches import row_lengths, step_layout
+from rlkit.engines.train_batch import TrainSample, chunks, deal_by_length, split_even
 from rlkit.runtime.placement.rank_group import RankActor, start_rank_group, stop_rank_group
 from rlkit.runtime.placement.reference import ReferencePlan
 from rlkit.runtime.placement.threads import RankThreads, trainer_rank_threads
@@ -244,10 +244,17 @@ class TrainerGroup:
         ray.get(self._setup)
 
     def train_step_async(self, samples: list[TrainSample]) -> list:
-        """Start one training step; returns one ObjectRef of metrics per rank."""
-        shares = split_even(samples, self.world)
-        # mini-batch k = every rank's k-th chunk of its share; normalised by its own counts
-        minis = [split_even(share, self.mini_batches) for share in shares]
+        """Start one training step; returns one ObjectRef of metrics per rank.
+
+        Mini-batch k is the k-th contiguous chunk of the batch (whole groups, whatever the
+        world size), dealt to the ranks by length (`deal_by_length`): rank r's share is its
+        part of every mini-batch, in order, so the rank's own `split_even` finds them again."""
+        dealt = [
+            deal_by_length(mini, self.world, row_lengths(mini))
+            for mini in split_even(samples, self.mini_batches)
+        ]
+        minis = [[parts[r] for parts in dealt] for r in range(self.world)]
+        shares = [[s for mini in rank for s in mini] for rank in minis]
         norms = [
             global_normalizers([s.num_trained for rank in minis for s in rank[k]], self.max_len)
             for k in range(self.mini_batches)

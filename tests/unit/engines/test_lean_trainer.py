@@ -63,6 +63,18 @@ def test_count_layout_groups_rows_of_similar_length():
     assert sum(padded_tokens(mb, lens) for mb in contiguous) == 8 * 64
 
 
+def test_ranks_are_dealt_rows_of_every_length():
+    """Contiguous shares give one rank the long groups; dealt longest first, every rank's
+    j-th micro-batch pads to about the same length, so ranks wait little at each reduce."""
+    from rlkit.engines.train_batch import deal_by_length
+
+    lens = [64, 64, 64, 64, 9, 5, 7, 6]  # group A truncated, group B short
+    parts = deal_by_length(list(range(8)), 2, lens)
+    assert parts == [[0, 2, 4, 7], [1, 3, 6, 5]]
+    assert [lens[i] for i in parts[0]] == [64, 64, 9, 6]
+    assert [lens[i] for i in parts[1]] == [64, 64, 7, 5]
+
+
 def _s(n_prompt: int, n_resp: int) -> TrainSample:
     return TrainSample([1] * n_prompt, [2] * n_resp, [0.0] * n_resp)
 
