@@ -111,7 +111,7 @@ class RolloutConfig:
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    world_size: int = 2
+    world_size: int = 1
     zero_stage: int = 2
     lr: float = 1e-4
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"

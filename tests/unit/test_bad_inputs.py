@@ -29,7 +29,10 @@ BASE = {"model": {"kind": "tiny"}}
         ({"rollout": {"max_worker_restarts": -1}}, "rollout.max_worker_restarts", ">= 0"),
         ({"trainer": {"keep_last": -2}}, "trainer.keep_last", ">= 0"),
         (
-            {"rollout": {"prompts_per_step": 3, "samples_per_prompt": 3}},
+            {
+                "rollout": {"prompts_per_step": 3, "samples_per_prompt": 3},
+                "trainer": {"world_size": 2},
+            },
             "trainer.world_size",
             "divisible",
         ),

@@ -246,7 +246,7 @@ ALT: dict[str, tuple] = {
     "rollout.max_model_len": ("components", 128, {}),
     "rollout.max_worker_restarts": ("spine", 1, {}),
     "rollout.dump": ("spine", True, {}),
-    "trainer.world_size": ("trainer", 1, {}),
+    "trainer.world_size": ("trainer", 2, {}),
     "trainer.zero_stage": ("trainer", 3, {}),
     "trainer.lr": ("trainer", 0.5, {}),
     "trainer.lr_schedule": ("trainer", "cosine", {}),
