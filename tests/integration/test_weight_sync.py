@@ -21,7 +21,12 @@ def _group(tiny_model, zero_stage, lora=False):
         {
             "model": {"kind": "tiny", "lora": {"enabled": lora, "r": 4, "alpha": 8}},
             "rollout": {"prompts_per_step": 4, "samples_per_prompt": 1, "max_tokens": 8},
-            "trainer": {"lr": 5e-2, "zero_stage": zero_stage, "micro_batch_size": 2},
+            "trainer": {
+                "lr": 5e-2,
+                "zero_stage": zero_stage,
+                "micro_batch_size": 2,
+                "world_size": 2,
+            },
         }
     )
     return TrainerGroup(tiny_model, cfg, world=2, rank_cpus=0.5, env=actor_env())
@@ -44,7 +49,10 @@ def test_synced_worker_matches_transformers(tmp_path, tiny_model, vllm_worker, z
     prompt = tok("3+4=", add_special_tokens=False)["input_ids"]
     greedy = SamplingConfig(temperature=0.0, max_tokens=8)
     before = ray.get(vllm_worker.generate.remote([prompt], greedy))[0][0].token_ids
-    samples = [TrainSample(prompt, before[:4], [-1.0] * 4, adv) for adv in (1.0, -1.0, 0.5, -0.5)]
+    # identical rows: the gradient is (sum of advantages) x one row's, so they must not cancel
+    # (with a zero sum only float noise, amplified by Adam, would move the weights)
+    advantages = (1.0, -0.5, 0.75, -0.25)
+    samples = [TrainSample(prompt, before[:4], [-1.0] * 4, adv) for adv in advantages]
     group = _group(tiny_model, zero_stage, lora)
     try:
         ray.get(group.train_step_async(samples))
