@@ -169,13 +169,42 @@ def shared_memory_path(size: int, tag: str = "weights") -> str:
 
 
 def write_weights_file(state: dict) -> str:
-    """`state` as a safetensors file (`shared_memory_path`); the caller removes it."""
+    """`state` as a safetensors file (`shared_memory_path`); the caller removes it.  Files
+    that killed writers left behind in that folder go first (`remove_stale_weights_files`)."""
+    import os
+
     from safetensors.torch import save_file
 
     size = sum(t.numel() * t.element_size() for t in state.values())
     path = shared_memory_path(size)
+    remove_stale_weights_files(os.path.dirname(path))
     save_file(state, path)
     return path
+
+
+def remove_stale_weights_files(folder: str | Path) -> int:
+    """Remove the weights files (`rlkit-weights-<pid>-*.safetensors`) whose writing process is
+    gone: a rank or worker killed outright (OOM killer, `kill -9`, a restart) cannot remove its
+    own, and in /dev/shm each holds memory (651 MB for SmolLM2-135M).  Returns the count."""
+    removed = 0
+    for path in Path(folder).glob("rlkit-weights-*-*.safetensors"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def write_hf_files(state: dict, model_dir_src: str | Path, folder: str | Path) -> None:

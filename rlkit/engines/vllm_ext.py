@@ -34,9 +34,10 @@ class WeightLoaderExtension(NcclReceiverExtension):
 def weights_file(blob: bytes) -> Iterator[str]:
     """`blob` (safetensors bytes) as a file the engine's workers can read, removed afterwards:
     in /dev/shm when it has room (memory, no disk), else in the temporary directory."""
-    from rlkit.engines.model_io import shared_memory_path
+    from rlkit.engines.model_io import remove_stale_weights_files, shared_memory_path
 
     path = shared_memory_path(len(blob))
+    remove_stale_weights_files(os.path.dirname(path))  # a worker killed mid-load leaves one
     try:
         with open(path, "wb") as f:
             f.write(blob)
