@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from rlkit.engines.train_batch import TrainSample, collate
+from rlkit.engines.train_batch import TrainSample, collate, longest_first
 
 Layout = list[list[int]]  # micro-batches of one rank's mini-batch chunk, as indices
 
@@ -80,14 +80,14 @@ def by_count(lens: Sequence[int], size: int) -> Layout:
     first: rows of similar length share a micro-batch, so each pads to little more than its
     own rows (GRPO groups mix 5-token answers with truncated 64-token ones; contiguous groups
     would pad every micro-batch to the longest row of the step)."""
-    order = sorted(range(len(lens)), key=lambda i: (-lens[i], i))
+    order = longest_first(lens)
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def by_tokens(lens: Sequence[int], budget: int, packed: bool = False) -> Layout:
     """Greedy token-budget micro-batches over the rows sorted longest first (first-fit
     decreasing on real tokens when `packed`)."""
-    order = sorted(range(len(lens)), key=lambda i: (-lens[i], i))
+    order = longest_first(lens)
     out: Layout = []
     if packed:
         load: list[int] = []

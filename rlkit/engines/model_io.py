@@ -140,20 +140,15 @@ def state_dict_to_bytes(state: dict) -> bytes:
     return save(state)
 
 
-# What a rollout engine's `load_weights` takes: safetensors bytes of a full state dict, or the
-# path of a safetensors file on the engine's host (a publisher on one host writes a file once
-# instead of sending the bytes through the object store; rlkit.runtime.controller.weight_publisher).
-Weights = bytes | str
-
-
-def load_weights_state(weights: Weights) -> dict:
-    """The state dict of `weights` (bytes or a file path)."""
+def load_weights_state(weights: bytes | str) -> dict:
+    """The state dict of what a rollout engine's `load_weights` takes: safetensors bytes, or
+    the path of a safetensors file on this host (rlkit.runtime.controller.weight_publisher)."""
     from safetensors.torch import load, load_file
 
     return load_file(weights) if isinstance(weights, str) else load(weights)
 
 
-def shared_memory_path(size: int, tag: str = "weights") -> str:
+def shared_memory_path(size: int) -> str:
     """A fresh file name for `size` bytes of weights: in /dev/shm when it has room for twice
     that (memory, no disk; a publisher briefly holds two versions), else in the temporary
     directory."""
@@ -165,7 +160,7 @@ def shared_memory_path(size: int, tag: str = "weights") -> str:
     folder = "/dev/shm"
     if not os.path.isdir(folder) or shutil.disk_usage(folder).free < 2 * size:
         folder = tempfile.gettempdir()
-    return os.path.join(folder, f"rlkit-{tag}-{os.getpid()}-{uuid.uuid4().hex}.safetensors")
+    return os.path.join(folder, f"rlkit-weights-{os.getpid()}-{uuid.uuid4().hex}.safetensors")
 
 
 def write_weights_file(state: dict) -> str:

@@ -121,8 +121,8 @@ class RolloutEngine(Protocol):
 
     def load_weights(self, weights: bytes | str, version: int) -> None:
         """Replace the weights (a full state dict: safetensors bytes, or the path of a
-        safetensors file on this host, rlkit.engines.model_io.Weights); later requests carry
-        `version`."""
+        safetensors file on this host: rlkit.engines.model_io.load_weights_state); later
+        requests carry `version`."""
         ...
 
 

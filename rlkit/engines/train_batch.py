@@ -20,6 +20,7 @@ aggregation normalisers, value loss, token hooks) leaves them out, as verl's `re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import InitVar, dataclass, field
 
 import torch
@@ -124,12 +125,17 @@ def split_even(items: list, parts: int) -> list[list]:
     return [items[i * k : (i + 1) * k] for i in range(parts)]
 
 
+def longest_first(lengths: Sequence[int]) -> list[int]:
+    """Indices of `lengths`, longest first (ties in index order)."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
 def deal_by_length(items: list, parts: int, lengths: list[int]) -> list[list]:
     """`items` dealt round-robin into `parts` equal lists, longest first (`lengths[i]`):
     every part gets rows of every length, so ranks that synchronise in every backward pass
     (ZeRO reduces gradients there) wait little for each other.  As verl balances sequence
     lengths across data-parallel ranks (`_balance_batch`).  Caller guarantees divisibility."""
-    order = sorted(range(len(items)), key=lambda i: (-lengths[i], i))
+    order = longest_first(lengths)
     return [[items[i] for i in order[r::parts]] for r in range(parts)]
 
 

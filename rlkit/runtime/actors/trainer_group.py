@@ -98,11 +98,11 @@ class TrainerRank(RankActor):
         return self._weights_file
 
     def _drop_weights_file(self) -> None:
-        import os
+        from pathlib import Path
 
         path, self._weights_file = self._weights_file, None
-        if path and os.path.exists(path):
-            os.unlink(path)
+        if path:
+            Path(path).unlink(missing_ok=True)
 
     def start_save(self, folder: str, optimizer: bool = True) -> None:
         """Into the (temporary) checkpoint `folder`: the HF model files (rank 0) and, with
